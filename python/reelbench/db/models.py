@@ -1,0 +1,254 @@
+"""The schema: experiments, items, variants, runs and everything a run records.
+
+Typed SQLAlchemy 2.0 models. Alembic migrations in ``reelbench/db/migrations``
+are the source of truth for existing databases; keep both in step.
+
+Timestamps are timezone-aware UTC everywhere (``timestamptz`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Artifact",
+    "Base",
+    "Experiment",
+    "Item",
+    "Metric",
+    "ProviderCall",
+    "Run",
+    "RunAttempt",
+    "RunStatus",
+    "UTCDateTime",
+    "Variant",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite has no timezone type: values are stored naive in UTC and given
+    their tzinfo back when read, so comparisons behave the same on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RunStatus(enum.StrEnum):
+    """Life cycle of a run. Terminal states: succeeded, failed, cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Base(DeclarativeBase):
+    """Declarative base; JSON columns hold plain dicts and lists."""
+
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class Experiment(Base):
+    """One named experiment. Submitting its spec again extends it."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    # The validated spec as last submitted (paths resolved), for reports.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    canonical: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    items: Mapped[list[Item]] = relationship(back_populates="experiment")
+    variants: Mapped[list[Variant]] = relationship(back_populates="experiment")
+
+
+class Item(Base):
+    """A prompt (with optional input image and reference video)."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))  # the spec's item id
+    prompt: Mapped[str] = mapped_column(Text)
+    image_path: Mapped[str | None] = mapped_column(Text)
+    reference_path: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="items")
+
+
+class Variant(Base):
+    """A provider + model + parameters combination."""
+
+    __tablename__ = "variants"
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(300))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    repeats: Mapped[int] = mapped_column(Integer, default=1)
+    cache: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="variants")
+
+
+class Run(Base):
+    """One cell of the grid: item x variant x repeat. The unit workers claim."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("item_id", "variant_id", "repeat"),
+        # The claim scans by (status, priority, id); keep it an index walk.
+        Index("ix_runs_claim", "status", "priority", "id"),
+        Index("ix_runs_experiment_status", "experiment_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"))
+    repeat: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
+    # Fencing token: incremented by every claim; later writes check it.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_traceback: Mapped[str | None] = mapped_column(Text)
+    provider_call_id: Mapped[int | None] = mapped_column(ForeignKey("provider_calls.id"))
+    canon_uri: Mapped[str | None] = mapped_column(Text)
+    canon_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class RunAttempt(Base):
+    """History: one row per claim of a run, with how that attempt ended."""
+
+    __tablename__ = "run_attempts"
+    __table_args__ = (UniqueConstraint("run_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    # succeeded | retryable | terminal | cancelled | released | lost
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_traceback: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderCall(Base):
+    """One provider request, keyed by its hash: the cache that never pays twice."""
+
+    __tablename__ = "provider_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(300))
+    # What was asked, without secrets.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # pending | submitted | succeeded | failed
+    status: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(300))
+    raw_artifact_uri: Mapped[str | None] = mapped_column(Text)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64))
+    raw_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    cost: Mapped[float | None] = mapped_column(Float)
+    latency_seconds: Mapped[float | None] = mapped_column(Float)
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Single flight: the run attempt that owns the call while it is in flight.
+    owner_run_id: Mapped[int | None] = mapped_column(Integer)
+    owner_attempt: Mapped[int | None] = mapped_column(Integer)
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Artifact(Base):
+    """A file a run produced: raw output, canonical video, per-frame metrics."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # raw | canon | frames | reference
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class Metric(Base):
+    """One summary statistic of one metric of one run (e.g. ssim_prev / p05)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("run_id", "name", "stat"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # mean | min | max | p05 | p50 | p95 | value (for scalars such as scene_cuts)
+    stat: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float)  # None: +inf PSNR or undefined
