@@ -1,0 +1,1 @@
+"""Video handling: canonical format, frame access, normalization (PyAV)."""
