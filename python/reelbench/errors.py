@@ -1,0 +1,57 @@
+"""Exceptions that decide what happens to a run.
+
+The orchestrator maps them to outcomes: ``RetryableError`` requeues the run
+with backoff (honoring ``retry_after``), ``TerminalError`` fails it at once,
+``LeaseLost`` drops the work silently (another worker owns the run now).
+Any other exception is treated as retryable: an unknown failure may be
+transient, and ``max_attempts`` bounds the cost.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ERROR_CLASSES",
+    "LeaseLost",
+    "ReelbenchError",
+    "RetryableError",
+    "RunCancelled",
+    "RunError",
+    "TerminalError",
+]
+
+ERROR_CLASSES = ("retryable", "terminal")
+
+
+class ReelbenchError(Exception):
+    """Base of every error reelbench raises on purpose."""
+
+
+class RunError(ReelbenchError):
+    """A run failed; ``error_class`` says whether trying again can help."""
+
+    error_class = "retryable"
+
+
+class RetryableError(RunError):
+    """Network trouble, timeouts, HTTP 429/5xx, a throttled provider."""
+
+    error_class = "retryable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        #: Seconds the provider asked us to wait (HTTP Retry-After), if any.
+        self.retry_after = retry_after
+
+
+class TerminalError(RunError):
+    """Invalid parameters, refused content, output that is not a decodable video."""
+
+    error_class = "terminal"
+
+
+class LeaseLost(ReelbenchError):
+    """This worker no longer owns the run (lease expired and reclaimed, or cancelled)."""
+
+
+class RunCancelled(LeaseLost):
+    """The user cancelled the run while it was being processed."""
