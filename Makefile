@@ -3,24 +3,19 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.reelbench-installed
 
 .PHONY: install build demo test test-rust test-python lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --upgrade pip "maturin>=1.9,<2"
 
-# Python dependencies (runtime, test, lint) and the native extension in release mode.
-$(STAMP): $(PY) pyproject.toml
-	$(PIP) install --quiet "maturin>=1.9,<2"
-	$(PIP) install --quiet -e ".[test,lint]"
-	touch $(STAMP)
+# The native extension in release mode, installed editable with the Python
+# dependencies (runtime, test, lint). Cargo makes repeated builds cheap.
+install: $(PY)
+	$(VENV)/bin/maturin develop --release --quiet --extras test,lint
 
-install: $(STAMP) build
-
-build: $(STAMP)
-	$(VENV)/bin/maturin develop --release --quiet
+build: install
 
 demo: install
 	cd examples && ../$(VENV)/bin/reelbench run demo.toml --report demo-report
