@@ -1,0 +1,198 @@
+"""Engines, sessions and schema upgrades for SQLite and PostgreSQL.
+
+``open_database(url)`` is the one entry point commands use: it builds the
+engine, brings the schema to the newest migration (an empty database is
+created on first use) and returns a session factory.
+
+SQLite is configured for several threads and processes sharing one file:
+WAL journal (readers never block the writer), a busy timeout (writers wait
+instead of failing), foreign keys enforced, and every transaction opened with
+``BEGIN IMMEDIATE``. A deferred transaction that reads first and writes later
+fails with SQLITE_BUSY when another writer got in between (the busy timeout
+cannot help an upgrade from a stale snapshot); taking the write lock up front
+makes writers queue in order instead. Python's ``sqlite3`` driver would issue
+its own ``BEGIN`` lazily, so it is switched off and SQLAlchemy's ``begin``
+event emits ours (the recipe in SQLAlchemy's pysqlite documentation).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Database",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "normalize_url",
+    "open_database",
+    "session_factory",
+    "upgrade",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///.reelbench/reelbench.db"
+
+#: Seconds a SQLite writer waits for the lock before giving up.
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Any constant works; it only has to be the same in every process.
+_PG_MIGRATION_LOCK_KEY = 0x7265656C  # "reel"
+
+
+def normalize_url(url: str) -> str:
+    """Return ``url`` with the driver reelbench uses made explicit.
+
+    ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://``
+    (psycopg 3); the folder of a SQLite file is created if missing.
+    """
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL + NORMAL is durable across application crashes; only a power
+        # loss can drop the last commits, never corrupt the file.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` configured for concurrent workers.
+
+    PostgreSQL connections are checked with a ping when taken from the pool,
+    so a worker survives a database restart; SQLite gets WAL, a busy timeout,
+    foreign keys and ``BEGIN IMMEDIATE`` transactions.
+    """
+    url = normalize_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        options.update(kwargs)
+        engine = create_engine(url, **options)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        options.update(kwargs)
+        return create_engine(url, **options)
+    raise ValueError(
+        f"unsupported database URL {make_url(url).render_as_string()!r}: "
+        "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/dbname"
+    )
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory for ``engine``.
+
+    ``expire_on_commit=False``: reading an attribute after a commit must not
+    silently open a new transaction (on SQLite that would hold the write lock
+    while a provider works).
+    """
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of reelbench."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "the package ships no migrations"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database at ``engine`` is at (None: empty database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(target: Engine | str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (default: the newest), creating it if empty.
+
+    Safe when several workers start at once against an empty database: on
+    PostgreSQL an advisory lock serializes them, on SQLite the migration runs
+    inside one ``BEGIN IMMEDIATE`` transaction; the loser finds it done.
+    """
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        if revision == "head" and current_revision(engine) == head_revision():
+            return
+        config = _alembic_config()
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+@dataclass(frozen=True)
+class Database:
+    """An engine and its session factory, schema up to date."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+_upgraded: set[str] = set()
+_upgraded_lock = threading.Lock()
+
+
+def open_database(url: str = DEFAULT_DATABASE_URL, *, migrate: bool = True) -> Database:
+    """Connect to ``url`` and upgrade its schema on first use in this process."""
+    url = normalize_url(url)
+    engine = make_engine(url)
+    if migrate:
+        with _upgraded_lock:
+            if url not in _upgraded:
+                upgrade(engine)
+                _upgraded.add(url)
+    return Database(url=url, engine=engine, sessions=session_factory(engine))
