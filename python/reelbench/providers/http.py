@@ -1,0 +1,213 @@
+"""HTTP plumbing shared by the hosted-API adapters (``replicate``, ``fal``).
+
+Maps HTTP outcomes to reelbench's error classes (429 -> retryable honoring
+Retry-After, 5xx and transport errors/timeouts -> retryable, other 4xx ->
+terminal), streams downloads to disk under a size cap while hashing, and
+keeps API keys out of every message it builds.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reelbench.errors import RetryableError, TerminalError
+from reelbench.identity import Sha256
+
+__all__ = [
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "HttpApi",
+    "file_data_uri",
+    "find_url",
+    "parse_retry_after",
+]
+
+DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
+_BODY_SNIPPET = 500
+_CHUNK = 1024 * 1024
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def file_data_uri(path: str) -> str:
+    """A ``data:`` URI of a local file (how hosted APIs accept an input image inline)."""
+    mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"data:{mime};base64,{data}"
+
+
+def find_url(value: Any) -> str | None:
+    """The first http(s) URL in a JSON output (string, list, or nested ``{"url": ...}``)."""
+    if isinstance(value, str):
+        return value if value.startswith(("http://", "https://")) else None
+    if isinstance(value, Mapping):
+        preferred = [value[k] for k in ("video", "url", "output") if k in value]
+        rest = [v for k, v in value.items() if k not in ("video", "url", "output")]
+        for item in [*preferred, *rest]:
+            found = find_url(item)
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = find_url(item)
+            if found:
+                return found
+    return None
+
+
+class HttpApi:
+    """One hosted API: base URL, auth header from an environment variable, error mapping."""
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        key_env: str,
+        auth_scheme: str,
+        default_base_url: str,
+        base_url_env: str,
+        timeout: float = 60.0,
+    ) -> None:
+        self.provider = provider
+        self.key_env = key_env
+        self.auth_scheme = auth_scheme
+        self.default_base_url = default_base_url
+        self.base_url_env = base_url_env
+        self.timeout = timeout
+
+    def base_url(self, params: Mapping[str, Any]) -> str:
+        """``params.base_url``, else the ``*_BASE_URL`` env variable, else the public API."""
+        url = params.get("base_url") or os.environ.get(self.base_url_env) or self.default_base_url
+        return str(url).rstrip("/")
+
+    def _key(self) -> str:
+        key = os.environ.get(self.key_env, "").strip()
+        if not key:
+            raise TerminalError(
+                f"{self.provider}: the environment variable {self.key_env} is not set; "
+                f"export your API key as {self.key_env} before starting workers"
+            )
+        return key
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.key_env, "").strip()
+        return text.replace(key, "[redacted]") if key else text
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0))
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        what: str,
+    ) -> Any:
+        """Send an authenticated request; return the JSON body or raise a RunError."""
+        headers = {"Authorization": f"{self.auth_scheme} {self._key()}"}
+        try:
+            with self._client() as client:
+                response = client.request(method, url, json=json_body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"{self.provider}: {what} timed out ({url})") from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(
+                f"{self.provider}: {what} failed: {self._redact(str(exc))} ({url})"
+            ) from exc
+        self.raise_for_status(response, what)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetryableError(
+                f"{self.provider}: {what} returned a non-JSON body (HTTP {response.status_code})"
+            ) from exc
+
+    def raise_for_status(self, response: httpx.Response, what: str) -> None:
+        """Map a non-2xx response to the matching error class."""
+        status = response.status_code
+        if status < 400:
+            return
+        body = self._redact(response.text[:_BODY_SNIPPET].strip())
+        message = f"{self.provider}: {what} got HTTP {status} from {response.request.url}"
+        if body:
+            message += f": {body}"
+        if status == 429:
+            raise RetryableError(
+                message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if status >= 500 or status == 408:
+            raise RetryableError(
+                message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if status in (401, 403):
+            message += f" (check {self.key_env})"
+        raise TerminalError(message)
+
+    def download(self, url: str, dest: Path, *, max_bytes: int, base_url: str) -> tuple[str, int]:
+        """Stream ``url`` into ``dest`` hashing on the way; return (sha256, bytes).
+
+        The API key is sent only to the API's own host: output files usually
+        live on a CDN that must not see it.
+        """
+        headers = {}
+        if urlsplit(url).netloc == urlsplit(base_url).netloc:
+            headers["Authorization"] = f"{self.auth_scheme} {self._key()}"
+        hasher = Sha256()
+        size = 0
+        try:
+            with (
+                self._client() as client,
+                client.stream("GET", url, headers=headers, follow_redirects=True) as response,
+            ):
+                self.raise_for_status(response, "download of the output")
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise TerminalError(
+                        f"{self.provider}: output is {int(declared)} bytes, over the "
+                        f"max_download_bytes cap of {max_bytes} ({url})"
+                    )
+                with dest.open("wb") as out:
+                    for chunk in response.iter_bytes(_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise TerminalError(
+                                f"{self.provider}: output exceeds the max_download_bytes cap "
+                                f"of {max_bytes} ({url})"
+                            )
+                        hasher.update(chunk)
+                        out.write(chunk)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"{self.provider}: download timed out ({url})") from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(
+                f"{self.provider}: download failed: {self._redact(str(exc))} ({url})"
+            ) from exc
+        if size == 0:
+            raise TerminalError(f"{self.provider}: the output at {url} is empty")
+        return hasher.hexdigest(), size

@@ -1,0 +1,93 @@
+"""Provider registry: built-ins plus third-party providers from entry points.
+
+A package adds a provider by declaring an entry point in the group
+``reelbench.providers``; the name is the spec's ``provider = "..."`` and the
+object is a class (instantiated without arguments), a factory function or a
+ready instance::
+
+    [project.entry-points."reelbench.providers"]
+    mymodel = "mypackage.provider:MyModelProvider"
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from reelbench.providers.base import Provider
+
+__all__ = ["ENTRY_POINT_GROUP", "available_providers", "get_provider", "validate_variant"]
+
+ENTRY_POINT_GROUP = "reelbench.providers"
+
+_lock = threading.Lock()
+_instances: dict[str, Provider] = {}
+
+
+def _builtin_factories() -> dict[str, Callable[[], Provider]]:
+    # Imported lazily: the HTTP adapters pull in httpx, which a worker that
+    # only runs local providers does not need at import time.
+    from reelbench.providers.command import CommandProvider
+    from reelbench.providers.fal import FalProvider
+    from reelbench.providers.replicate import ReplicateProvider
+    from reelbench.providers.synthetic import SyntheticProvider
+
+    return {
+        "synthetic": SyntheticProvider,
+        "command": CommandProvider,
+        "replicate": ReplicateProvider,
+        "fal": FalProvider,
+    }
+
+
+def _entry_point_factories() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_providers() -> list[str]:
+    """Names of every provider that can be used: built-ins and installed plugins."""
+    return sorted(set(_builtin_factories()) | set(_entry_point_factories()))
+
+
+def _instantiate(name: str, obj: Any) -> Provider:
+    provider = obj() if callable(obj) and not isinstance(obj, Provider) else obj
+    if isinstance(provider, type) or not isinstance(provider, Provider):
+        raise ValueError(
+            f"provider {name!r} (entry point group {ENTRY_POINT_GROUP!r}) does not implement "
+            "the Provider protocol (name, validate, submit, poll, fetch)"
+        )
+    return provider
+
+
+def get_provider(name: str) -> Provider:
+    """The provider registered under ``name`` (one shared instance per process).
+
+    Raises ``ValueError`` naming the known providers when ``name`` is unknown.
+    Built-ins win over plugins of the same name, so a plugin cannot silently
+    replace ``synthetic`` or ``command``.
+    """
+    with _lock:
+        if name in _instances:
+            return _instances[name]
+        builtins = _builtin_factories()
+        if name in builtins:
+            provider = builtins[name]()
+        else:
+            plugins = _entry_point_factories()
+            if name not in plugins:
+                known = ", ".join(sorted(set(builtins) | set(plugins)))
+                raise ValueError(
+                    f"unknown provider {name!r}; known providers: {known}. "
+                    f"Third-party providers register in the entry-point group "
+                    f"{ENTRY_POINT_GROUP!r}."
+                )
+            provider = _instantiate(name, plugins[name].load())
+        _instances[name] = provider
+        return provider
+
+
+def validate_variant(provider: str, model: str | None, params: Mapping[str, Any]) -> None:
+    """Check a variant before its runs are queued; ``ValueError`` says what is wrong."""
+    get_provider(provider).validate(model, params)
