@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod hash;
+pub mod metrics;
 pub mod seed;
 
 pub use error::{Error, Result};

@@ -8,10 +8,12 @@ use pyo3::prelude::*;
 mod buffer;
 mod errors;
 mod hashing;
+mod metrics;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(m)?;
+    metrics::register(m)?;
     Ok(())
 }

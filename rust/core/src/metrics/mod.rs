@@ -1,0 +1,18 @@
+//! Frame metrics on 8-bit luma planes: SSIM and PSNR exactly as FFmpeg's
+//! filters define them, plus luma statistics, sharpness, black share and the
+//! streaming [`FrameMetrics`] accumulator. Hot loops pick AVX2 at run time.
+
+mod accumulate;
+mod dispatch;
+mod kernels;
+mod plane;
+mod ssim;
+
+pub use accumulate::{Config, FrameMetrics, FrameRecord, Stats, Summary, METRIC_NAMES};
+pub use dispatch::kernel_isa;
+pub use kernels::{
+    black_share, diff_sums, luma_stats, luma_sums, mad, mse, psnr, psnr_from_mse, sharpness,
+    DiffSums, LumaSums,
+};
+pub use plane::Plane;
+pub use ssim::ssim;
