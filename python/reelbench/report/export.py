@@ -1,0 +1,171 @@
+"""Machine-readable exports: the whole report as JSON, the runs as CSV.
+
+Numbers are written as the database holds them (Python's shortest exact float
+repr), so a CSV or JSON export reads back to the very same values. Undefined
+values (a +inf PSNR, a missing metric) are JSON ``null`` and empty CSV fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+from typing import IO, Any
+
+from reelbench.report.model import METRIC_DESCRIPTIONS, Report
+from reelbench.results import RunRecord
+
+__all__ = ["REPORT_FORMAT_VERSION", "csv_columns", "report_to_dict", "write_csv", "write_json"]
+
+#: Bumped when the JSON document changes incompatibly.
+REPORT_FORMAT_VERSION = 1
+
+RUN_COLUMNS = (
+    "run_id",
+    "experiment",
+    "item_key",
+    "prompt",
+    "variant_key",
+    "provider",
+    "model",
+    "repeat",
+    "seed",
+    "status",
+    "attempt",
+    "error_class",
+    "error_message",
+    "cost",
+    "latency_seconds",
+    "provider_call_id",
+    "request_hash",
+    "raw_sha256",
+    "canon_uri",
+    "canon_sha256",
+    "frames_uri",
+    "started_at",
+    "finished_at",
+)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become null (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """The report as one JSON-ready document (``format``/``version`` identify it)."""
+    exp = report.experiment
+    seed_by_variant = {v.variant: v for v in report.seed_verdicts}
+    variants = []
+    for v in report.variants:
+        verdict = seed_by_variant.get(v.key)
+        variants.append(
+            {
+                "key": v.key,
+                "provider": v.provider,
+                "model": v.model,
+                "runs": v.runs,
+                "status_counts": v.status_counts,
+                "failures_by_class": v.failures_by_class,
+                "provider_calls": v.provider_calls,
+                "cost_total": v.cost_total,
+                "latency_mean_seconds": v.latency_mean,
+                "latency_max_seconds": v.latency_max,
+                "metrics": {name: asdict(spread) for name, spread in v.metrics.items()},
+                "seed_check": asdict(verdict) if verdict else None,
+            }
+        )
+    baseline: dict[str, Any] | None = None
+    if report.baseline is not None:
+        comparisons: dict[str, dict[str, Any]] = {}
+        for c in report.comparisons:
+            comparisons.setdefault(c.variant, {})[c.metric] = {
+                "baseline": c.baseline,
+                "value": c.value,
+                "difference": c.difference,
+                "ratio": c.ratio,
+            }
+        baseline = {"variant": report.baseline, "comparisons": comparisons}
+    doc = {
+        "format": "reelbench-report",
+        "version": REPORT_FORMAT_VERSION,
+        "generated_at": report.generated_at.isoformat(),
+        "experiment": {
+            "id": exp.id,
+            "name": exp.name,
+            "description": exp.description,
+            "spec_hash": exp.spec_hash,
+            "spec_path": exp.spec_path,
+            "canonical": dict(exp.canonical),
+            "created_at": exp.created_at.isoformat(),
+            "updated_at": exp.updated_at.isoformat(),
+        },
+        "status_counts": report.status_counts,
+        "metrics": {name: METRIC_DESCRIPTIONS.get(name, "") for name in report.metric_names},
+        "items": [asdict(i) for i in report.items],
+        "variants": variants,
+        "baseline": baseline,
+        "seed_checks": [{**asdict(c), "matched": c.matched} for c in report.seed_checks],
+        "runs": [r.as_dict() for r in report.runs],
+    }
+    return _clean(doc)  # type: ignore[no-any-return]
+
+
+def write_json(report: Report, out: IO[str]) -> None:
+    """Write :func:`report_to_dict` as indented, strict JSON."""
+    json.dump(report_to_dict(report), out, indent=2, ensure_ascii=False, allow_nan=False)
+    out.write("\n")
+
+
+def csv_columns(report: Report) -> list[str]:
+    """Header of the runs CSV: run fields, then ``metric.stat`` for every stored statistic."""
+    stats: dict[str, set[str]] = {}
+    for r in report.runs:
+        for name, values in r.metrics.items():
+            stats.setdefault(name, set()).update(values)
+    order = ("value", "mean", "min", "max", "p05", "p50", "p95")
+    metric_cols = [
+        f"{name}.{stat}"
+        for name in report.metric_names
+        for stat in sorted(
+            stats.get(name, ()), key=lambda s: (order.index(s) if s in order else 99, s)
+        )
+    ]
+    return [*RUN_COLUMNS, *metric_cols]
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def _run_row(record: RunRecord, columns: list[str]) -> list[str]:
+    row = []
+    for col in columns:
+        if col in RUN_COLUMNS:
+            row.append(_csv_value(getattr(record, col)))
+        else:
+            name, _, stat = col.rpartition(".")
+            row.append(_csv_value(record.metrics.get(name, {}).get(stat)))
+    return row
+
+
+def write_csv(report: Report, out: IO[str]) -> None:
+    """One row per run: identity, status, errors, cost, latency and every metric statistic."""
+    columns = csv_columns(report)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for record in report.runs:
+        writer.writerow(_run_row(record, columns))

@@ -1,0 +1,283 @@
+"""Results of an experiment as plain records: one per run, for reports and notebooks.
+
+``load_results("cats")`` reads the runs of experiment ``cats`` with their item,
+variant, provider call (cost, latency, raw output hash), canonical video and
+metric summaries, and returns them as frozen :class:`RunRecord` objects. The
+report layer builds on :func:`query_results`, the same query on an open
+session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
+
+from reelbench.db.models import Artifact, Experiment, Item, Metric, ProviderCall, Run, Variant
+from reelbench.errors import ReelbenchError
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "DatabaseNotFound",
+    "ExperimentInfo",
+    "ExperimentNotFound",
+    "MetricSummary",
+    "RunRecord",
+    "experiment_info",
+    "find_experiment",
+    "load_results",
+    "query_results",
+    "resolve_db_url",
+]
+
+DEFAULT_DB_URL = "sqlite:///.reelbench/reelbench.db"
+
+#: ``{metric name: {stat: value}}``; a value is None where it is undefined or +inf (PSNR).
+MetricSummary = Mapping[str, Mapping[str, float | None]]
+
+
+class ExperimentNotFound(ReelbenchError):
+    """No experiment with that name (or id) in the database."""
+
+
+class DatabaseNotFound(ReelbenchError):
+    """The database URL points to an SQLite file that does not exist."""
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """The experiment a set of records belongs to."""
+
+    id: int
+    name: str
+    description: str | None
+    spec_hash: str
+    spec_path: str | None
+    canonical: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run (item x variant x repeat) with everything a report shows about it."""
+
+    run_id: int
+    experiment: str
+    item_key: str
+    prompt: str
+    variant_key: str
+    provider: str
+    model: str | None
+    repeat: int
+    seed: int
+    status: str
+    attempt: int
+    error_class: str | None = None
+    error_message: str | None = None
+    canon_uri: str | None = None
+    canon_sha256: str | None = None
+    #: URI of the per-frame metrics (``frames.json``), when the run produced one.
+    frames_uri: str | None = None
+    #: URI of the reference video the ``*_ref`` metrics were computed against.
+    reference_uri: str | None = None
+    item_image: str | None = None
+    item_reference: str | None = None
+    provider_call_id: int | None = None
+    request_hash: str | None = None
+    raw_sha256: str | None = None
+    cost: float | None = None
+    latency_seconds: float | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    metrics: MetricSummary = field(default_factory=dict)
+
+    def metric(self, name: str, stat: str | None = None) -> float | None:
+        """The run's headline value of ``name``: ``stat`` if given, else ``value`` or ``mean``.
+
+        Scalar metrics (``scene_cuts``, ``temporal_flicker``...) are stored as
+        stat ``value``; per-frame metrics have ``mean``, ``min``, ... ``p95``.
+        """
+        stats = self.metrics.get(name)
+        if stats is None:
+            return None
+        if stat is not None:
+            return stats.get(stat)
+        if "value" in stats:
+            return stats["value"]
+        return stats.get("mean")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif name == "metrics":
+                value = {m: dict(stats) for m, stats in value.items()}
+            out[name] = value
+        return out
+
+
+def resolve_db_url(db: str | None) -> str:
+    """The database URL to use: ``db``, else ``$REELBENCH_DATABASE_URL``, else the default.
+
+    The default is ``sqlite:///.reelbench/reelbench.db`` under the current folder,
+    the same as the command line's.
+    """
+    if db:
+        return db
+    return os.environ.get("REELBENCH_DATABASE_URL") or DEFAULT_DB_URL
+
+
+def _open_engine(url: str) -> Engine:
+    """An engine for reading; refuses to create an empty SQLite file by accident."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseNotFound(
+            f"not a database URL: {url!r} (expected sqlite:///path.db or "
+            "postgresql+psycopg://user@host/db)"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        in_file = database not in ("", ":memory:") and not database.startswith("file:")
+        if in_file and not Path(database).is_file():
+            raise DatabaseNotFound(
+                f"no database at {Path(database).resolve()} (from {url!r}); run "
+                "`reelbench run SPEC` or `reelbench submit SPEC` first, or pass --db"
+            )
+    return create_engine(url)
+
+
+def find_experiment(session: Session, experiment: str | int) -> Experiment:
+    """The experiment named ``experiment`` (or with that id); ExperimentNotFound otherwise."""
+    found: Experiment | None = None
+    if isinstance(experiment, str):
+        found = session.scalars(select(Experiment).where(Experiment.name == experiment)).first()
+        if found is None and experiment.isdigit():
+            found = session.get(Experiment, int(experiment))
+    else:
+        found = session.get(Experiment, experiment)
+    if found is None:
+        names = session.scalars(select(Experiment.name).order_by(Experiment.name)).all()
+        known = ", ".join(names[:20]) if names else "none"
+        raise ExperimentNotFound(
+            f"no experiment {experiment!r} in this database (experiments: {known})"
+        )
+    return found
+
+
+def experiment_info(exp: Experiment) -> ExperimentInfo:
+    """A detached, frozen copy of an experiment row."""
+    return ExperimentInfo(
+        id=exp.id,
+        name=exp.name,
+        description=exp.description,
+        spec_hash=exp.spec_hash,
+        spec_path=exp.spec_path,
+        canonical=dict(exp.canonical or {}),
+        created_at=exp.created_at,
+        updated_at=exp.updated_at,
+    )
+
+
+def query_results(
+    session: Session, experiment: str | int
+) -> tuple[ExperimentInfo, list[RunRecord]]:
+    """The experiment and one record per run, ordered by item, variant, repeat.
+
+    Three queries whatever the size: runs joined to items, variants and provider
+    calls; metrics; artifacts.
+    """
+    exp = find_experiment(session, experiment)
+    rows = session.execute(
+        select(Run, Item, Variant, ProviderCall)
+        .join(Item, Run.item_id == Item.id)
+        .join(Variant, Run.variant_id == Variant.id)
+        .outerjoin(ProviderCall, Run.provider_call_id == ProviderCall.id)
+        .where(Run.experiment_id == exp.id)
+        .order_by(Item.id, Variant.id, Run.repeat)
+    ).all()
+
+    metrics: dict[int, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
+    for run_id, name, stat, value in session.execute(
+        select(Metric.run_id, Metric.name, Metric.stat, Metric.value)
+        .join(Run, Metric.run_id == Run.id)
+        .where(Run.experiment_id == exp.id)
+    ):
+        metrics[run_id][name][stat] = value
+
+    artifacts: dict[int, dict[str, str]] = defaultdict(dict)
+    for run_id, kind, uri in session.execute(
+        select(Artifact.run_id, Artifact.kind, Artifact.uri)
+        .join(Run, Artifact.run_id == Run.id)
+        .where(Run.experiment_id == exp.id)
+    ):
+        artifacts[run_id][kind] = uri
+
+    records = []
+    for run, item, variant, call in rows:
+        arts = artifacts.get(run.id, {})
+        run_metrics = metrics.get(run.id, {})
+        records.append(
+            RunRecord(
+                run_id=run.id,
+                experiment=exp.name,
+                item_key=item.key,
+                prompt=item.prompt,
+                variant_key=variant.key,
+                provider=variant.provider,
+                model=variant.model,
+                repeat=run.repeat,
+                seed=run.seed,
+                status=run.status,
+                attempt=run.attempt,
+                error_class=run.error_class,
+                error_message=run.error_message,
+                canon_uri=run.canon_uri or arts.get("canon"),
+                canon_sha256=run.canon_sha256,
+                frames_uri=arts.get("frames"),
+                reference_uri=arts.get("reference"),
+                item_image=item.image_path,
+                item_reference=item.reference_path,
+                provider_call_id=run.provider_call_id,
+                request_hash=call.request_hash if call else None,
+                raw_sha256=call.raw_sha256 if call else None,
+                cost=call.cost if call else None,
+                latency_seconds=call.latency_seconds if call else None,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                metrics={name: dict(stats) for name, stats in sorted(run_metrics.items())},
+            )
+        )
+    return experiment_info(exp), records
+
+
+def load_results(experiment: str | int, db: str | None = None) -> list[RunRecord]:
+    """One :class:`RunRecord` per run of ``experiment`` (a name or an id).
+
+    ``db`` is a database URL; None means ``$REELBENCH_DATABASE_URL`` or
+    ``sqlite:///.reelbench/reelbench.db`` under the current folder, like the
+    command line. Raises :class:`ExperimentNotFound` or :class:`DatabaseNotFound`.
+
+    >>> import pandas as pd                              # doctest: +SKIP
+    >>> runs = load_results("demo")                      # doctest: +SKIP
+    >>> pd.DataFrame([r.as_dict() for r in runs])        # doctest: +SKIP
+    """
+    engine = _open_engine(resolve_db_url(db))
+    try:
+        with Session(engine) as session:
+            return query_results(session, experiment)[1]
+    finally:
+        engine.dispose()
