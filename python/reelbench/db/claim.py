@@ -1,0 +1,422 @@
+"""The queue's SQL: claiming runs and every fenced write that follows a claim.
+
+A claim hands a run to one worker and increments ``runs.attempt``. That
+number is the **fencing token**: every later write for the run (lease
+renewal, result, failure, hand-back) carries ``WHERE id = :id AND attempt =
+:token AND status = 'running'``. A worker that was paused past its lease and
+lost the run to another worker matches zero rows and must drop its work; it
+can never overwrite the new owner's result. Functions here return whether the
+fence held, and never commit: the caller decides the transaction (results
+are committed together with the processor's artifact and metric rows).
+
+Time comes from the database on PostgreSQL (``now()``), so workers on hosts
+with skewed clocks agree on lease expiry. SQLite is one machine: the local
+clock is bound as a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from reelbench.db.models import Run, RunAttempt, RunStatus, UTCDateTime
+
+__all__ = [
+    "ClaimedRun",
+    "FailOutcome",
+    "claim_runs",
+    "close_dropped_attempt",
+    "complete",
+    "fail",
+    "heartbeat",
+    "link_provider_call",
+    "release",
+    "run_status",
+    "still_owner",
+]
+
+runs = cast(Table, Run.__table__)
+attempts = cast(Table, RunAttempt.__table__)
+
+RUNNING = RunStatus.RUNNING.value
+QUEUED = RunStatus.QUEUED.value
+
+# --- the claim --------------------------------------------------------------
+#
+# PostgreSQL: one statement. The CTE picks the batch, the UPDATE takes it.
+_PG_CLAIM = """
+WITH batch AS (
+    SELECT id, status AS old_status
+    FROM runs
+    WHERE (
+        -- queued and due: never tried, or its retry backoff has passed
+        (status = 'queued' AND (not_before IS NULL OR not_before <= now()))
+        -- or running under an expired lease: its worker died or stalled, so the
+        -- run is taken back right here (no separate reaper process needed)
+        OR (status = 'running' AND lease_expires_at < now())
+    )
+    {experiment_filter}
+    -- highest priority first, then oldest: a FIFO queue within a priority;
+    -- walks the partial index ix_runs_claim
+    ORDER BY priority DESC, id
+    LIMIT :limit
+    -- lock the chosen rows; rows another worker is claiming right now are
+    -- skipped instead of waited for, so concurrent claims never block or
+    -- hand out the same run twice
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs SET
+    status = 'running',
+    -- the new fencing token: every later write must present it
+    attempt = runs.attempt + 1,
+    worker_id = :worker_id,
+    lease_expires_at = now() + :lease_seconds * interval '1 second',
+    started_at = now(),
+    not_before = NULL
+FROM batch
+WHERE runs.id = batch.id
+-- batch.old_status is the row as it was before this UPDATE: 'running' means
+-- the previous attempt's worker lost the run
+RETURNING runs.id, runs.attempt, batch.old_status
+"""
+
+# SQLite: one writer at a time. The transaction was opened with BEGIN
+# IMMEDIATE (see db/engine.py), so nothing changes between this SELECT and
+# the UPDATE below; no row locks are needed.
+_SQLITE_CANDIDATES = """
+SELECT id, status AS old_status
+FROM runs
+WHERE (
+    -- queued and due: never tried, or its retry backoff has passed
+    (status = 'queued' AND (not_before IS NULL OR not_before <= :now))
+    -- or running under an expired lease: taken back from a dead worker
+    OR (status = 'running' AND lease_expires_at < :now)
+)
+{experiment_filter}
+-- highest priority first, then oldest (partial index ix_runs_claim)
+ORDER BY priority DESC, id
+LIMIT :limit
+"""
+
+_SQLITE_TAKE = """
+UPDATE runs SET
+    status = 'running',
+    -- the new fencing token
+    attempt = attempt + 1,
+    worker_id = :worker_id,
+    lease_expires_at = :lease_expires_at,
+    started_at = :now,
+    not_before = NULL
+WHERE id IN ({ids})
+RETURNING id, attempt
+"""
+
+_EXPERIMENT_FILTER = "AND experiment_id = :experiment_id"
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run this worker now owns, and the token that proves it."""
+
+    run_id: int
+    attempt: int
+    #: True when the run was taken back from a worker whose lease expired.
+    reclaimed: bool
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(name: str) -> Any:
+    # SQLite stores timestamps as text; binding through the column type
+    # writes exactly the format stored values use, so comparisons hold.
+    return bindparam(name, type_=UTCDateTime())
+
+
+def claim_runs(
+    conn: Connection,
+    worker_id: str,
+    *,
+    limit: int,
+    lease_seconds: float,
+    experiment_id: int | None = None,
+) -> list[ClaimedRun]:
+    """Claim up to ``limit`` runs for ``worker_id`` and open their attempt records.
+
+    Runs inside the caller's transaction (``engine.begin()``); commit to make
+    the claim visible. Previous attempts of reclaimed runs are marked ``lost``.
+    """
+    experiment_filter = _EXPERIMENT_FILTER if experiment_id is not None else ""
+    params: dict[str, Any] = {"limit": limit, "worker_id": worker_id}
+    if experiment_id is not None:
+        params["experiment_id"] = experiment_id
+    if conn.dialect.name == "postgresql":
+        sql = text(_PG_CLAIM.format(experiment_filter=experiment_filter))
+        rows = conn.execute(sql, {**params, "lease_seconds": lease_seconds}).all()
+        claimed = [ClaimedRun(r.id, r.attempt, r.old_status == RUNNING) for r in rows]
+        started: Any = func.now()
+    else:
+        now = _utcnow()
+        sql = text(_SQLITE_CANDIDATES.format(experiment_filter=experiment_filter))
+        candidates = conn.execute(sql.bindparams(_ts("now")), {**params, "now": now}).all()
+        if not candidates:
+            return []
+        old_status = {r.id: r.old_status for r in candidates}
+        ids = ", ".join(str(int(r.id)) for r in candidates)
+        take = text(_SQLITE_TAKE.format(ids=ids)).bindparams(_ts("now"), _ts("lease_expires_at"))
+        rows = conn.execute(
+            take,
+            {
+                "worker_id": worker_id,
+                "now": now,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            },
+        ).all()
+        claimed = [ClaimedRun(r.id, r.attempt, old_status[r.id] == RUNNING) for r in rows]
+        claimed.sort(key=lambda c: c.run_id)
+        started = now
+    if not claimed:
+        return []
+    lost = [(c.run_id, c.attempt - 1) for c in claimed if c.reclaimed]
+    if lost:
+        conn.execute(
+            update(attempts)
+            .where(tuple_(attempts.c.run_id, attempts.c.attempt).in_(lost))
+            .where(attempts.c.outcome.is_(None))
+            .values(
+                outcome="lost",
+                finished_at=started,
+                error_message="lease expired: the worker stopped renewing it (crashed, "
+                "paused or cut off) and the run was claimed again",
+            )
+        )
+    _insert_attempts(conn, claimed, worker_id, started)
+    return claimed
+
+
+def _insert_attempts(
+    conn: Connection, claimed: Sequence[ClaimedRun], worker_id: str, started: Any
+) -> None:
+    rows = [{"run_id": c.run_id, "attempt": c.attempt, "worker_id": worker_id} for c in claimed]
+    if isinstance(started, datetime):
+        conn.execute(attempts.insert(), [{**row, "started_at": started} for row in rows])
+    else:
+        # PostgreSQL: the claim's own timestamp, from the database clock.
+        conn.execute(attempts.insert().values(started_at=func.now()), rows)
+
+
+# --- fenced writes ----------------------------------------------------------
+
+Executor = Session | Connection
+
+
+def _dialect(executor: Executor) -> str:
+    if isinstance(executor, Session):
+        return executor.get_bind().dialect.name
+    return executor.dialect.name
+
+
+def _now(executor: Executor) -> Any:
+    """The current time as SQL: the database clock on PostgreSQL."""
+    if _dialect(executor) == "postgresql":
+        return func.now()
+    return literal(_utcnow(), UTCDateTime())
+
+
+def _later(executor: Executor, seconds: float) -> Any:
+    """``now + seconds`` as SQL."""
+    if _dialect(executor) == "postgresql":
+        return func.now() + timedelta(seconds=seconds)
+    return literal(_utcnow() + timedelta(seconds=seconds), UTCDateTime())
+
+
+def _fence(run_id: int, attempt: int) -> ColumnElement[bool]:
+    # The fencing clause: this attempt still owns this run.
+    return (runs.c.id == run_id) & (runs.c.attempt == attempt) & (runs.c.status == RUNNING)
+
+
+def _close_attempt(
+    executor: Executor, run_id: int, attempt: int, outcome: str, **errors: str | None
+) -> None:
+    executor.execute(
+        update(attempts)
+        .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
+        .values(outcome=outcome, finished_at=_now(executor), **errors)
+    )
+
+
+def heartbeat(
+    executor: Executor, leases: Iterable[tuple[int, int]], lease_seconds: float
+) -> set[int]:
+    """Extend the leases of ``(run_id, attempt)`` pairs; returns the run ids still owned.
+
+    A run missing from the result was reclaimed by another worker or
+    cancelled: its processing must stop.
+    """
+    leases = list(leases)
+    if not leases:
+        return set()
+    result = executor.execute(
+        update(runs)
+        .where(tuple_(runs.c.id, runs.c.attempt).in_(leases), runs.c.status == RUNNING)
+        .values(lease_expires_at=_later(executor, lease_seconds))
+        .returning(runs.c.id)
+    )
+    return {int(row[0]) for row in result}
+
+
+def still_owner(executor: Executor, run_id: int, attempt: int) -> bool:
+    """True while attempt ``attempt`` owns run ``run_id`` (for processors' own checks)."""
+    found = executor.execute(select(runs.c.id).where(_fence(run_id, attempt))).first()
+    return found is not None
+
+
+def link_provider_call(executor: Executor, run_id: int, attempt: int, call_id: int) -> bool:
+    """Point the run at the provider call that made its video (fenced)."""
+    result = executor.execute(
+        update(runs).where(_fence(run_id, attempt)).values(provider_call_id=call_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def complete(
+    executor: Executor, run_id: int, attempt: int, canon_uri: str, canon_sha256: str
+) -> bool:
+    """Mark the run succeeded (fenced). False: the lease was lost, write nothing else."""
+    result = executor.execute(
+        update(runs)
+        .where(_fence(run_id, attempt))
+        .values(
+            status=RunStatus.SUCCEEDED.value,
+            canon_uri=canon_uri,
+            canon_sha256=canon_sha256,
+            finished_at=_now(executor),
+            lease_expires_at=None,
+            error_class=None,
+            error_message=None,
+            error_traceback=None,
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    _close_attempt(executor, run_id, attempt, "succeeded")
+    return True
+
+
+@dataclass(frozen=True)
+class FailOutcome:
+    """Where a failed attempt left its run."""
+
+    status: str  # "queued" (will be retried) or "failed" (given up)
+
+
+def fail(
+    executor: Executor,
+    run_id: int,
+    attempt: int,
+    *,
+    error_class: str,
+    message: str,
+    traceback: str | None,
+    retry_in_seconds: float,
+) -> FailOutcome | None:
+    """Record a failed attempt (fenced): requeue with backoff, or fail for good.
+
+    The run fails for good when ``error_class`` is ``terminal`` or this was
+    its last allowed attempt (``attempt >= max_attempts``); otherwise it is
+    queued again, due in ``retry_in_seconds``. None: the lease was lost.
+    """
+    terminal = error_class == "terminal"
+    give_up = literal(terminal) | (runs.c.attempt >= runs.c.max_attempts)
+    result = executor.execute(
+        update(runs)
+        .where(_fence(run_id, attempt))
+        .values(
+            status=case((give_up, RunStatus.FAILED.value), else_=QUEUED),
+            not_before=case((give_up, None), else_=_later(executor, retry_in_seconds)),
+            finished_at=case((give_up, _now(executor)), else_=None),
+            worker_id=case((give_up, runs.c.worker_id), else_=None),
+            lease_expires_at=None,
+            error_class=error_class,
+            error_message=message,
+            error_traceback=traceback,
+        )
+        .returning(runs.c.status)
+    ).first()
+    if result is None:
+        return None
+    _close_attempt(
+        executor,
+        run_id,
+        attempt,
+        error_class,
+        error_class=error_class,
+        error_message=message,
+        error_traceback=traceback,
+    )
+    return FailOutcome(status=str(result[0]))
+
+
+def release(executor: Executor, run_id: int, attempt: int, reason: str) -> bool:
+    """Hand a run back to the queue unprocessed (fenced), e.g. on shutdown.
+
+    The claim counted an attempt; ``max_attempts`` grows by one so a hand-back
+    does not eat into the run's retry budget.
+    """
+    result = executor.execute(
+        update(runs)
+        .where(_fence(run_id, attempt))
+        .values(
+            status=QUEUED,
+            worker_id=None,
+            lease_expires_at=None,
+            not_before=None,
+            max_attempts=runs.c.max_attempts + 1,
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    _close_attempt(executor, run_id, attempt, "released", error_message=reason)
+    return True
+
+
+def run_status(executor: Executor, run_id: int) -> tuple[str, int] | None:
+    """The run's current ``(status, attempt)``, e.g. to tell a cancel from a lost lease."""
+    row = executor.execute(select(runs.c.status, runs.c.attempt).where(runs.c.id == run_id)).first()
+    return (str(row[0]), int(row[1])) if row else None
+
+
+def close_dropped_attempt(
+    executor: Executor, run_id: int, attempt: int, outcome: str, why: str
+) -> None:
+    """Record why an attempt that lost its fence ended (``cancelled`` or ``lost``).
+
+    Only touches the attempt row if it is still open, never the run.
+    """
+    executor.execute(
+        update(attempts)
+        .where(
+            attempts.c.run_id == run_id,
+            attempts.c.attempt == attempt,
+            attempts.c.outcome.is_(None),
+        )
+        .values(outcome=outcome, finished_at=_now(executor), error_message=why)
+    )
