@@ -9,8 +9,10 @@ the three seed-check outcomes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,7 @@ import av
 import numpy as np
 from sqlalchemy.orm import Session
 
+from reelbench.db.engine import make_engine, upgrade
 from reelbench.db.models import (
     Artifact,
     Experiment,
@@ -36,8 +39,25 @@ WIDTH, HEIGHT, FPS, FRAMES = 96, 64, 12, 12
 
 
 def encode_video(path: Path, *, phase: float, speed: float = 1.0) -> Path:
-    """A moving gradient with a bouncing square, H.264 yuv420p with +faststart."""
+    """A moving gradient with a bouncing square, H.264 yuv420p with +faststart.
+
+    Encoded once per (phase, speed) in the test session, then copied: many
+    tests build the same experiment on both database backends.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_encoded(phase, speed))
+    return path
+
+
+@functools.cache
+def _encoded(phase: float, speed: float) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "video.mp4"
+        _encode(path, phase=phase, speed=speed)
+        return path.read_bytes()
+
+
+def _encode(path: Path, *, phase: float, speed: float) -> None:
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
     with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=FPS)
@@ -56,11 +76,24 @@ def encode_video(path: Path, *, phase: float, speed: float = 1.0) -> Path:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return path
 
 
 def frame_records(path: Path, reference: Path | None = None) -> list[dict[str, float | None]]:
     """Per-frame luma statistics of a video (the frames.json layout)."""
+    return _frame_records(path.read_bytes(), reference.read_bytes() if reference else None)
+
+
+@functools.cache
+def _frame_records(video: bytes, reference: bytes | None) -> list[dict[str, float | None]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path, ref = Path(tmp) / "v.mp4", Path(tmp) / "ref.mp4"
+        path.write_bytes(video)
+        if reference is not None:
+            ref.write_bytes(reference)
+        return _compute_frame_records(path, ref if reference is not None else None)
+
+
+def _compute_frame_records(path: Path, reference: Path | None) -> list[dict[str, float | None]]:
 
     def lumas(p: Path) -> list[np.ndarray]:
         with av.open(str(p)) as c:
@@ -291,16 +324,18 @@ def build_experiment(session: Session, artifact_root: Path, name: str = "report-
     )
 
 
+def fill_database(url: str, root: Path, name: str = "report-demo") -> Fixture:
+    """Write :func:`build_experiment` into the (migrated, empty) database at ``url``."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return build_experiment(session, root / "artifacts", name)
+    finally:
+        engine.dispose()
+
+
 def make_sqlite_database(root: Path) -> tuple[str, Fixture]:
-    """A fresh SQLite file under ``root`` holding :func:`build_experiment`; its URL and contents."""
-    from sqlalchemy import create_engine
-
-    from reelbench.db.models import Base
-
+    """A fresh, migrated SQLite file under ``root`` holding :func:`build_experiment`."""
     url = f"sqlite:///{root / 'reelbench.db'}"
-    engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        fixture = build_experiment(session, root / "artifacts")
-    engine.dispose()
-    return url, fixture
+    upgrade(url)
+    return url, fill_database(url, root)

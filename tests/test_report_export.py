@@ -7,9 +7,10 @@ import io
 import json
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
-from report_data import Fixture, make_sqlite_database
+from report_data import Fixture, fill_database
 from rich.console import Console
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -18,18 +19,19 @@ from reelbench.db.models import Metric, ProviderCall, Run
 from reelbench.report import Report, load_report, render_table, write_csv, write_json
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Fixture]:
-    return make_sqlite_database(tmp_path_factory.mktemp("export"))
+@pytest.fixture
+def db(database_url: str, tmp_path: Path) -> tuple[str, Fixture]:
+    """The fixture experiment in a fresh database, on SQLite and on PostgreSQL."""
+    return database_url, fill_database(database_url, tmp_path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def report(db: tuple[str, Fixture]) -> Report:
     url, fx = db
     return load_report(fx.name, url, baseline="beta")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stored(db: tuple[str, Fixture]) -> dict[int, dict[str, object]]:
     """What the database holds per run: metric values, cost, latency, status."""
     url, _ = db

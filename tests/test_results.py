@@ -6,25 +6,19 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from report_data import Fixture, build_experiment
+from report_data import Fixture, fill_database
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 import reelbench
-from reelbench.db.models import Base, Metric, Run
+from reelbench.db.models import Metric, Run
 from reelbench.results import DatabaseNotFound, ExperimentNotFound, RunRecord, load_results
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Fixture]:
-    root = tmp_path_factory.mktemp("results")
-    url = f"sqlite:///{root / 'reelbench.db'}"
-    engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        fixture = build_experiment(session, root / "artifacts")
-    engine.dispose()
-    return url, fixture
+@pytest.fixture
+def db(database_url: str, tmp_path: Path) -> tuple[str, Fixture]:
+    """The fixture experiment in a fresh database, on SQLite and on PostgreSQL."""
+    return database_url, fill_database(database_url, tmp_path)
 
 
 def test_one_record_per_run_in_grid_order(db: tuple[str, Fixture]) -> None:
