@@ -16,3 +16,6 @@ pub use kernels::{
 };
 pub use plane::Plane;
 pub use ssim::ssim;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+"""``reelbench metrics``: the JSON document, the table, and bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from videos import encode_video, moving_pattern
+
+from reelbench.cli import main
+
+FRAME_KEYS = {
+    "index",
+    "luma_mean",
+    "luma_std",
+    "sharpness",
+    "black",
+    "mad_prev",
+    "ssim_prev",
+    "psnr_prev",
+    "ssim_ref",
+    "psnr_ref",
+    "mse_ref",
+}
+
+
+@pytest.fixture
+def videos(tmp_path: Path) -> dict[str, Path]:
+    paths = {
+        "video": tmp_path / "video.mp4",
+        "reference": tmp_path / "reference.mp4",
+        "small": tmp_path / "small.mp4",
+    }
+    encode_video(paths["video"], moving_pattern(64, 48, 4, seed=1), crf=35)
+    encode_video(paths["reference"], moving_pattern(64, 48, 4, seed=1), crf=5)
+    encode_video(paths["small"], moving_pattern(32, 32, 2))
+    return paths
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["metrics", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_json_document_has_the_documented_shape(videos: dict[str, Path]) -> None:
+    code, out, _ = run(str(videos["video"]), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"video", "reference", "frames", "summary"}
+    assert doc["video"] == {
+        "path": str(videos["video"]),
+        "width": 64,
+        "height": 48,
+        "fps": 24.0,
+        "frames": 4,
+    }
+    assert doc["reference"] is None
+    assert [f["index"] for f in doc["frames"]] == [0, 1, 2, 3]
+    assert all(set(f) == FRAME_KEYS for f in doc["frames"])
+    assert all(f["ssim_ref"] is None and f["psnr_ref"] is None for f in doc["frames"])
+    summary = doc["summary"]
+    assert set(summary["ssim_prev"]) == {"mean", "min", "max", "p05", "p50", "p95"}
+    assert "ssim_ref" not in summary
+    for key in ("temporal_flicker", "frozen_ratio", "black_ratio", "scene_cuts"):
+        assert key in summary
+    assert summary["psnr_ref_pooled"] is None
+
+
+def test_json_with_reference_fills_reference_metrics(videos: dict[str, Path]) -> None:
+    code, out, _ = run(str(videos["video"]), "--reference", str(videos["reference"]), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["reference"]["path"] == str(videos["reference"])
+    assert all(0 < f["ssim_ref"] < 1 and f["psnr_ref"] > 20 for f in doc["frames"])
+    assert doc["summary"]["psnr_ref_pooled"] > 20
+
+
+def test_infinite_psnr_is_json_null(videos: dict[str, Path]) -> None:
+    code, out, _ = run(str(videos["video"]), "-r", str(videos["video"]), "--json")
+    assert code == 0
+    assert "Infinity" not in out and "NaN" not in out
+    doc = json.loads(out)
+    assert all(f["psnr_ref"] is None and f["ssim_ref"] == 1.0 for f in doc["frames"])
+    assert doc["summary"]["psnr_ref_pooled"] is None
+
+
+def test_table_lists_every_metric(videos: dict[str, Path]) -> None:
+    code, out, _ = run(str(videos["video"]), "-r", str(videos["reference"]))
+    assert code == 0
+    for name in ("luma_mean", "sharpness", "ssim_prev", "psnr_ref", "temporal_flicker"):
+        assert name in out
+    assert "64x48" in out
+
+
+def test_missing_file_is_a_one_line_error_with_exit_code_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.mp4"
+    code, _, err = run(str(missing))
+    assert code == 2
+    assert err.strip().splitlines() == [f"Error: cannot read {missing}: No such file or directory"]
+
+
+def test_missing_reference_is_an_error_naming_it(videos: dict[str, Path], tmp_path: Path) -> None:
+    code, _, err = run(str(videos["video"]), "-r", str(tmp_path / "ref.mp4"))
+    assert code == 2
+    assert "ref.mp4" in err and len(err.strip().splitlines()) == 1
+
+
+def test_file_without_video_stream_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "sound.wav"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 80), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    code, _, err = run(str(path))
+    assert code == 2
+    assert err.strip().splitlines() == [f"Error: {path}: no video stream in this file"]
+
+
+def test_not_a_video_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "broken.mp4"
+    path.write_text("not a video\n" * 100)
+    code, _, err = run(str(path))
+    assert code == 2
+    assert f"cannot read {path}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_reference_of_another_size_exits_2(videos: dict[str, Path]) -> None:
+    code, _, err = run(str(videos["video"]), "-r", str(videos["small"]), "--json")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert str(videos["small"]) in lines[0] and "32x32" in lines[0] and "64x48" in lines[0]
