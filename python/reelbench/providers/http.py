@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -99,6 +100,8 @@ class HttpApi:
         self.default_base_url = default_base_url
         self.base_url_env = base_url_env
         self.timeout = timeout
+        self._http: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     def base_url(self, params: Mapping[str, Any]) -> str:
         """``params.base_url``, else the ``*_BASE_URL`` env variable, else the public API."""
@@ -119,7 +122,12 @@ class HttpApi:
         return text.replace(key, "[redacted]") if key else text
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0))
+        # One pooled client per adapter (httpx clients are thread-safe); building
+        # one per request costs an SSL context each time.
+        with self._client_lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0))
+            return self._http
 
     def request_json(
         self,
@@ -132,8 +140,7 @@ class HttpApi:
         """Send an authenticated request; return the JSON body or raise a RunError."""
         headers = {"Authorization": f"{self.auth_scheme} {self._key()}"}
         try:
-            with self._client() as client:
-                response = client.request(method, url, json=json_body, headers=headers)
+            response = self._client().request(method, url, json=json_body, headers=headers)
         except httpx.TimeoutException as exc:
             raise RetryableError(f"{self.provider}: {what} timed out ({url})") from exc
         except httpx.TransportError as exc:
@@ -181,10 +188,9 @@ class HttpApi:
         hasher = Sha256()
         size = 0
         try:
-            with (
-                self._client() as client,
-                client.stream("GET", url, headers=headers, follow_redirects=True) as response,
-            ):
+            with self._client().stream(
+                "GET", url, headers=headers, follow_redirects=True
+            ) as response:
                 self.raise_for_status(response, "download of the output")
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:

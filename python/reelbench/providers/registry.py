@@ -52,7 +52,10 @@ def available_providers() -> list[str]:
 
 
 def _instantiate(name: str, obj: Any) -> Provider:
-    provider = obj() if callable(obj) and not isinstance(obj, Provider) else obj
+    # A class (which structurally "has" the protocol's methods) or a factory
+    # is called; an instance is used as is.
+    is_factory = isinstance(obj, type) or (callable(obj) and not isinstance(obj, Provider))
+    provider = obj() if is_factory else obj
     if isinstance(provider, type) or not isinstance(provider, Provider):
         raise ValueError(
             f"provider {name!r} (entry point group {ENTRY_POINT_GROUP!r}) does not implement "

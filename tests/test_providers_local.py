@@ -1,0 +1,237 @@
+"""Built-in local providers (synthetic, command) and the provider registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from reelbench.errors import RetryableError, TerminalError
+from reelbench.identity import sha256_file
+from reelbench.providers import (
+    GenerationRequest,
+    Provider,
+    available_providers,
+    get_provider,
+    registry,
+    validate_variant,
+)
+from reelbench.providers.synthetic import fault_draw
+
+SMALL = {"width": 64, "height": 48, "fps": 12, "seconds": 1}
+
+
+def _synthetic(tmp_path: Path, seed: int, name: str, **params: object) -> Path:
+    provider = get_provider("synthetic")
+    request = GenerationRequest("synthetic", "orbit", {**SMALL, **params}, "a red ball", seed)
+    job = provider.submit(request)
+    assert provider.poll(job, request).state == "succeeded"
+    dest = tmp_path / name
+    provider.fetch(job, request, dest)
+    return dest
+
+
+def _lumas(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
+
+
+def test_synthetic_same_request_gives_same_bytes(tmp_path: Path) -> None:
+    first = _synthetic(tmp_path, 7, "a.mp4")
+    second = _synthetic(tmp_path, 7, "b.mp4")
+    assert sha256_file(first) == sha256_file(second)
+
+
+def test_synthetic_other_seed_is_visibly_different(tmp_path: Path) -> None:
+    a = _lumas(_synthetic(tmp_path, 7, "a.mp4"))
+    b = _lumas(_synthetic(tmp_path, 8, "b.mp4"))
+    assert a.shape == b.shape == (12, 48, 64)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5
+
+
+def test_synthetic_video_has_the_requested_format(tmp_path: Path) -> None:
+    path = _synthetic(tmp_path, 1, "a.mp4", width=80, height=40, fps=10, seconds=0.5)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        assert (stream.codec_context.name, stream.width, stream.height) == ("h264", 80, 40)
+        assert stream.average_rate == 10
+    assert len(frames) == 5
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"width": 63}, "even"),
+        ({"fps": 0}, "fps"),
+        ({"colour": "red"}, "unknown parameter"),
+        ({"pattern": "spiral"}, "unknown pattern"),
+        ({"fail_retryable": 2}, "fail_retryable"),
+    ],
+)
+def test_synthetic_rejects_bad_params(params: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_variant("synthetic", None, params)
+
+
+def test_fault_shares_are_drawn_per_seed_and_attempt() -> None:
+    draws = [fault_draw(seed, 1, "retryable") for seed in range(2000)]
+    assert 0.27 < float(np.mean(np.array(draws) < 0.3)) < 0.33
+    assert fault_draw(5, 1, "retryable") == fault_draw(5, 1, "retryable")
+    assert fault_draw(5, 1, "retryable") != fault_draw(5, 2, "retryable")
+
+
+def test_synthetic_injected_faults_raise_their_class(tmp_path: Path) -> None:
+    provider = get_provider("synthetic")
+    retry = GenerationRequest("synthetic", None, {**SMALL, "fail_retryable": 1.0}, "p", 1)
+    with pytest.raises(RetryableError, match="injected retryable"):
+        provider.submit(retry)
+    terminal = GenerationRequest("synthetic", None, {**SMALL, "fail_terminal": 1.0}, "p", 1)
+    with pytest.raises(TerminalError, match="injected terminal"):
+        provider.submit(terminal)
+
+
+def test_synthetic_corrupt_output_is_not_a_video(tmp_path: Path) -> None:
+    path = _synthetic(tmp_path, 3, "bad.mp4", corrupt=1.0)
+    with pytest.raises(av.error.InvalidDataError):
+        av.open(str(path)).close()
+
+
+def test_synthetic_latency_keeps_the_job_running() -> None:
+    provider = get_provider("synthetic")
+    request = GenerationRequest("synthetic", None, {**SMALL, "latency_seconds": 60}, "p", 1)
+    status = provider.poll(provider.submit(request), request)
+    assert status.state == "running"
+    assert status.retry_after is not None and 0 < status.retry_after <= 60.01
+
+
+# --- command -----------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import json, os, sys
+    from reelbench.providers.base import GenerationRequest
+    from reelbench.providers.synthetic import render_video
+    request = json.load(sys.stdin)
+    with open(os.environ["SEEN"], "w") as f:
+        json.dump(request, f)
+    render_video(
+        GenerationRequest("synthetic", "orbit", {"width": 32, "height": 24, "seconds": 0.25},
+                          request["prompt"], request["seed"]),
+        __import__("pathlib").Path(os.environ["REELBENCH_OUTPUT"]),
+    )
+    """
+)
+
+
+def _command(tmp_path: Path, script: str, **params: object) -> GenerationRequest:
+    path = tmp_path / "prog.py"
+    path.write_text(script)
+    return GenerationRequest(
+        "command",
+        None,
+        {"command": [sys.executable, str(path)], **params},
+        "a cat",
+        99,
+        item_id="cat-1",
+        image="/abs/cat.png",
+    )
+
+
+def _fetch(request: GenerationRequest, dest: Path) -> None:
+    provider = get_provider("command")
+    job = provider.submit(request)
+    assert provider.poll(job, request).state == "succeeded"
+    provider.fetch(job, request, dest)
+
+
+def test_command_gets_request_on_stdin_and_writes_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEN", str(tmp_path / "seen.json"))
+    request = _command(tmp_path, WRITER, steps=20)
+    _fetch(request, tmp_path / "out.mp4")
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen == {
+        "prompt": "a cat",
+        "seed": 99,
+        "params": {"steps": 20},
+        "item_id": "cat-1",
+        "image": "/abs/cat.png",
+        "model": None,
+    }
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].width == 32
+
+
+@pytest.mark.parametrize(
+    "script, error, message",
+    [
+        ("import sys; sys.stderr.write('model weights missing'); sys.exit(3)", TerminalError,
+         "exited with 3; stderr: model weights missing"),
+        ("import sys; sys.stderr.write('GPU busy'); sys.exit(75)", RetryableError, "GPU busy"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", RetryableError, "SIGKILL"),
+        ("pass", TerminalError, "wrote no video"),
+        ("import time; time.sleep(30)", RetryableError, "timeout_seconds=0.5"),
+    ],
+)  # fmt: skip
+def test_command_outcomes(
+    tmp_path: Path, script: str, error: type[Exception], message: str
+) -> None:
+    request = _command(tmp_path, script, timeout_seconds=0.5)
+    with pytest.raises(error, match=message):
+        _fetch(request, tmp_path / "out.mp4")
+
+
+def test_command_not_found_is_terminal(tmp_path: Path) -> None:
+    request = GenerationRequest("command", None, {"command": ["/nonexistent/gen"]}, "p", 1)
+    with pytest.raises(TerminalError, match="cannot start '/nonexistent/gen'"):
+        _fetch(request, tmp_path / "out.mp4")
+
+
+@pytest.mark.parametrize("command", [None, "gen.py", [], ["ok", 3]])
+def test_command_requires_an_argument_list(command: object) -> None:
+    with pytest.raises(ValueError, match="list of strings"):
+        validate_variant("command", None, {"command": command})
+
+
+# --- registry ----------------------------------------------------------------
+
+
+def test_unknown_provider_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown provider .sora.*synthetic"):
+        validate_variant("sora", None, {})
+
+
+def test_builtins_implement_the_protocol() -> None:
+    for name in ("synthetic", "command", "replicate", "fal"):
+        assert isinstance(get_provider(name), Provider)
+        assert name in available_providers()
+
+
+def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "myplugin.py").write_text(
+        textwrap.dedent(
+            """
+            from reelbench.providers.synthetic import SyntheticProvider
+
+            class EchoProvider(SyntheticProvider):
+                name = "echo"
+            """
+        )
+    )
+    dist = tmp_path / "myplugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[reelbench.providers]\necho = myplugin:EchoProvider\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_instances", {})
+    assert "echo" in available_providers()
+    provider = get_provider("echo")
+    assert provider.name == "echo"
+    validate_variant("echo", None, {"width": 32})
