@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["CanonicalFormat"]
 
@@ -22,7 +22,8 @@ class CanonicalFormat(BaseModel):
     height: int = Field(720, ge=16, le=4320, description="Output height in pixels (even).")
     fps: int = Field(24, ge=1, le=240, description="Constant output frame rate.")
     fit: Literal["pad", "crop", "stretch"] = Field(
-        "pad", description="pad: letterbox, keep all; crop: fill, cut edges; stretch: ignore aspect."
+        "pad",
+        description="pad: letterbox, keep all; crop: fill, cut edges; stretch: ignore aspect.",
     )
     crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor (lower is better).")
     preset: Literal[
@@ -30,3 +31,11 @@ class CanonicalFormat(BaseModel):
     ] = Field("veryfast", description="x264 speed/size trade-off.")
     max_seconds: float = Field(10.0, gt=0, le=3600, description="Longer inputs are cut here.")
     keep_audio: bool = Field(False, description="Keep the first audio track (AAC).")
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        # H.264 in yuv420p stores chroma at half resolution: odd sizes cannot be encoded.
+        if value % 2:
+            raise ValueError(f"must be even (H.264 yuv420p needs even sizes), got {value}")
+        return value

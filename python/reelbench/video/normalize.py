@@ -1,0 +1,398 @@
+"""Normalization: any decodable video -> the canonical MP4, metrics on the way.
+
+One decode feeds everything. Each decoded frame goes through a filter graph
+(rotation from the display matrix, ``fps`` to a constant rate, ``scale``
+keeping the aspect ratio, ``pad``/``crop`` to the canonical size, ``format``
+to 8-bit yuv420p); every canonical frame is then both encoded (libx264, CRF,
+preset, ``+faststart``) and handed, as its Y plane, to a metrics sink.
+
+Inputs that have no decodable video frame (zero bytes, not a container,
+audio only, cut before the first frame) raise :class:`TerminalError` naming
+the file and what was wrong; the caller keeps the raw file for inspection.
+
+Reference videos go through the same graph (without encoding) and are
+compared frame by frame: canonical frame ``i`` against reference frame ``i``.
+When the reference is shorter, the frames after its end get no reference
+(``ssim_ref`` etc. are null there and left out of the summary); when it is
+longer, its extra frames are ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+import av.error
+import av.filter
+import numpy as np
+import numpy.typing as npt
+
+from reelbench.errors import LeaseLost, TerminalError
+from reelbench.video.canonical import CanonicalFormat
+from reelbench.video.frames import y_plane
+
+__all__ = [
+    "FrameSink",
+    "NormalizeResult",
+    "canonical_frames",
+    "filter_chain",
+    "normalize_video",
+]
+
+
+class FrameSink(Protocol):
+    """Where canonical Y planes go (``reelbench.metrics.FrameMetrics`` fits)."""
+
+    def push(
+        self, y: npt.NDArray[np.uint8], reference: npt.NDArray[np.uint8] | None = None
+    ) -> None:
+        """Take one frame's Y plane (and the matching reference Y plane, if any)."""
+        ...
+
+
+@dataclass(frozen=True)
+class NormalizeResult:
+    """What normalization did: frames written and what the source looked like."""
+
+    frames: int
+    duration_seconds: float
+    #: True when the input was longer than ``max_seconds`` and was cut.
+    truncated: bool
+    #: Source properties (codec, size, pixel format, rotation, rates, audio).
+    source: dict[str, Any] = field(default_factory=dict)
+    #: Frames that had a reference frame to compare with (None: no reference).
+    reference_frames: int | None = None
+
+
+def _rotation_filters(rotation: float) -> list[tuple[str, str]]:
+    # frame.rotation is the display matrix angle, counter-clockwise in degrees,
+    # as FFmpeg reports it; the player turns the picture by that much, so do we.
+    quarter = round(rotation / 90) % 4
+    if quarter == 1:
+        return [("transpose", "cclock")]
+    if quarter == 2:
+        return [("hflip", ""), ("vflip", "")]
+    if quarter == 3:
+        return [("transpose", "clock")]
+    return []
+
+
+def filter_chain(fmt: CanonicalFormat, rotation: float = 0.0) -> list[tuple[str, str]]:
+    """The (filter, arguments) chain from a decoded frame to a canonical frame."""
+    w, h = fmt.width, fmt.height
+    chain = _rotation_filters(rotation)
+    # fps first: dropping surplus frames before scaling saves work; it also
+    # turns variable frame rate into constant by duplicating/dropping on pts.
+    chain.append(("fps", f"fps={fmt.fps}"))
+    if fmt.fit == "pad":
+        chain.append(("scale", f"w={w}:h={h}:force_original_aspect_ratio=decrease"))
+        chain.append(("pad", f"w={w}:h={h}:x=(ow-iw)/2:y=(oh-ih)/2:color=black"))
+    elif fmt.fit == "crop":
+        chain.append(("scale", f"w={w}:h={h}:force_original_aspect_ratio=increase"))
+        chain.append(("crop", f"w={w}:h={h}"))
+    else:
+        chain.append(("scale", f"w={w}:h={h}"))
+    chain.append(("setsar", "1"))
+    chain.append(("format", "yuv420p"))
+    return chain
+
+
+class _Decoder:
+    """Opens a video, decodes its first video stream, runs frames through the graph."""
+
+    def __init__(self, path: Path, fmt: CanonicalFormat, threads: int, role: str) -> None:
+        self.path, self.fmt, self.role = path, fmt, role
+        if not path.is_file():
+            raise TerminalError(f"{role} video {path} does not exist")
+        if path.stat().st_size == 0:
+            raise TerminalError(f"{role} video {path} is empty (0 bytes); nothing to normalize")
+        try:
+            self.container = av.open(str(path), "r")
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            raise TerminalError(
+                f"{role} video {path} is not a readable media file ({_reason(exc)})"
+            ) from exc
+        if not self.container.streams.video:
+            kinds: list[str] = sorted({s.type for s in self.container.streams}) or ["no streams"]
+            self.container.close()
+            raise TerminalError(
+                f"{role} video {path} has no video stream (found: {', '.join(kinds)})"
+            )
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.stream.codec_context.thread_count = threads
+        self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
+        self.graph: av.filter.Graph | None = None
+        self.rotation = 0.0
+        self.source: dict[str, Any] = {}
+        self.decode_error: str | None = None
+        self.decoded = 0
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
+        self.rotation = float(frame.rotation or 0)
+        self.source = {
+            "codec": self.stream.codec_context.name,
+            "width": frame.width,
+            "height": frame.height,
+            "pix_fmt": frame.format.name,
+            "rotation": self.rotation,
+            "average_rate": float(self.stream.average_rate) if self.stream.average_rate else None,
+            "duration_seconds": (
+                float(self.stream.duration * self.stream.time_base)
+                if self.stream.duration and self.stream.time_base
+                else None
+            ),
+            "audio": self.audio.codec_context.name if self.audio else None,
+        }
+        graph = av.filter.Graph()
+        time_base = frame.time_base or self.stream.time_base or Fraction(1, 1000)
+        node = graph.add_buffer(
+            width=frame.width, height=frame.height, format=frame.format, time_base=time_base
+        )
+        nodes = [node]
+        for name, args in filter_chain(self.fmt, self.rotation):
+            nodes.append(graph.add(name, args) if args else graph.add(name))
+        nodes.append(graph.add("buffersink"))
+        graph.link_nodes(*nodes).configure()
+        return graph
+
+    def packets(self, with_audio: bool) -> Iterator[av.Packet[Any]]:
+        streams = [self.stream, self.audio] if with_audio and self.audio else [self.stream]
+        try:
+            yield from self.container.demux(*streams)
+        except av.error.FFmpegError as exc:
+            self.decode_error = _reason(exc)
+
+    def filter(self, frame: av.VideoFrame | None) -> Iterator[av.VideoFrame]:
+        """Push a decoded frame (None: end of stream) and yield canonical frames."""
+        if frame is not None:
+            if self.graph is None:
+                self.graph = self._build_graph(frame)
+            if frame.pts is None:
+                frame.pts = self.decoded
+            self.decoded += 1
+        elif self.graph is None:
+            return
+        self.graph.push(frame)
+        while True:
+            try:
+                out = self.graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+            assert isinstance(out, av.VideoFrame)
+            yield out
+
+    def decode(self, packet: av.Packet[Any]) -> list[av.VideoFrame]:
+        try:
+            return [f for f in packet.decode() if isinstance(f, av.VideoFrame)]
+        except av.error.FFmpegError as exc:
+            # A broken packet mid-stream: keep what decoded so far, note why it ended.
+            self.decode_error = _reason(exc)
+            return []
+
+    def no_frame_error(self) -> TerminalError:
+        detail = f": {self.decode_error}" if self.decode_error else ""
+        return TerminalError(
+            f"{self.role} video {self.path} has a video stream but no decodable frame "
+            f"(truncated or corrupt{detail})"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).split(": '")[0]
+
+
+def canonical_frames(
+    path: Path,
+    fmt: CanonicalFormat,
+    *,
+    threads: int = 0,
+    role: str = "reference",
+) -> Iterator[av.VideoFrame]:
+    """Yield ``path``'s frames in the canonical format (at most ``max_seconds`` worth)."""
+    decoder = _Decoder(path, fmt, threads, role)
+    limit = max(1, round(fmt.max_seconds * fmt.fps))
+    produced = 0
+    try:
+        for packet in decoder.packets(with_audio=False):
+            for frame in decoder.decode(packet) if packet.size else []:
+                for out in decoder.filter(frame):
+                    yield out
+                    produced += 1
+                    if produced >= limit:
+                        return
+        for frame in _flush(decoder):
+            for out in decoder.filter(frame):
+                yield out
+                produced += 1
+                if produced >= limit:
+                    return
+        for out in decoder.filter(None):
+            yield out
+            produced += 1
+            if produced >= limit:
+                return
+        if decoder.decoded == 0:
+            raise decoder.no_frame_error()
+    finally:
+        decoder.close()
+
+
+def _flush(decoder: _Decoder) -> list[av.VideoFrame]:
+    try:
+        return [f for f in decoder.stream.decode(None) if isinstance(f, av.VideoFrame)]
+    except av.error.FFmpegError as exc:
+        decoder.decode_error = _reason(exc)
+        return []
+
+
+class _AudioTrack:
+    """Re-encodes the first audio track to AAC, cut at ``max_seconds``."""
+
+    def __init__(self, out: av.container.OutputContainer, source: av.AudioStream, limit: float):
+        rate = source.codec_context.sample_rate or 48000
+        layout = source.codec_context.layout.name if source.codec_context.layout else "stereo"
+        self.stream = out.add_stream("aac", rate=rate)
+        self.stream.layout = layout
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        self.rate, self.limit, self.samples = rate, limit, 0
+        self.out = out
+
+    def push_packet(self, packet: av.Packet[Any]) -> None:
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            return  # a damaged audio packet costs a gap in the sound, not the run
+        for frame in frames:
+            if isinstance(frame, av.AudioFrame):
+                self.push(frame)
+
+    def push(self, frame: av.AudioFrame | None) -> None:
+        frames = self.resampler.resample(frame)
+        for resampled in frames:
+            if self.samples >= self.limit * self.rate:
+                return
+            resampled.pts = self.samples
+            resampled.time_base = Fraction(1, self.rate)
+            self.samples += resampled.samples
+            self.out.mux(self.stream.encode(resampled))
+
+    def close(self) -> None:
+        self.push(None)
+        self.out.mux(self.stream.encode(None))
+
+
+def normalize_video(
+    src: Path,
+    dest: Path,
+    fmt: CanonicalFormat,
+    *,
+    metrics: FrameSink | None = None,
+    reference: Path | None = None,
+    threads: int = 0,
+    stop: threading.Event | None = None,
+) -> NormalizeResult:
+    """Transcode ``src`` to the canonical MP4 ``dest``, feeding ``metrics`` on the way.
+
+    ``reference``: a video normalized the same way and passed frame by frame
+    as ``reference=`` to ``metrics``. ``threads``: decoder and encoder threads
+    (0: automatic). ``stop``: checked between frames; when set,
+    :class:`LeaseLost` is raised and ``dest`` is left incomplete (callers write
+    to a temporary name). Raises :class:`TerminalError` when ``src`` (or the
+    reference) has no decodable video frame.
+    """
+    decoder = _Decoder(src, fmt, threads, "raw")
+    ref_iter = (
+        canonical_frames(reference, fmt, threads=threads, role="reference") if reference else None
+    )
+    limit = max(1, round(fmt.max_seconds * fmt.fps))
+    produced = 0
+    ref_count = 0
+    truncated = False
+    try:
+        with av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vstream = out.add_stream("libx264", rate=fmt.fps)
+            vstream.width, vstream.height, vstream.pix_fmt = fmt.width, fmt.height, "yuv420p"
+            frame_time_base = Fraction(1, fmt.fps)
+            vstream.time_base = frame_time_base
+            vstream.codec_context.thread_count = threads
+            vstream.options = {"crf": str(fmt.crf), "preset": fmt.preset}
+            audio = (
+                _AudioTrack(out, decoder.audio, limit / fmt.fps)
+                if fmt.keep_audio and decoder.audio
+                else None
+            )
+
+            def emit(frame: av.VideoFrame) -> bool:
+                """Encode + measure one canonical frame; False once the limit is reached."""
+                nonlocal produced, ref_count
+                if stop is not None and stop.is_set():
+                    raise LeaseLost(f"stopped while normalizing {src}")
+                if metrics is not None:
+                    ref_y = None
+                    if ref_iter is not None:
+                        ref_frame = next(ref_iter, None)
+                        if ref_frame is not None:
+                            ref_y = y_plane(ref_frame)
+                            ref_count += 1
+                    metrics.push(y_plane(frame), reference=ref_y)
+                frame.pts = produced
+                # Not vstream.time_base: the muxer changes that once the header is written.
+                frame.time_base = frame_time_base
+                out.mux(vstream.encode(frame))
+                produced += 1
+                return produced < limit
+
+            going = True
+            for packet in decoder.packets(with_audio=audio is not None):
+                if packet.stream.type == "audio":
+                    if audio is not None and packet.size:
+                        audio.push_packet(packet)
+                    continue
+                for frame in decoder.decode(packet) if packet.size else []:
+                    for canon in decoder.filter(frame):
+                        going = emit(canon)
+                        if not going:
+                            break
+                    if not going:
+                        break
+                if not going:
+                    truncated = True
+                    break
+            if going:
+                tail: list[av.VideoFrame | None] = [*_flush(decoder), None]
+                for last in tail:
+                    for canon in decoder.filter(last):
+                        if not emit(canon):
+                            going = False
+                            break
+                    if not going:
+                        break
+            if decoder.decoded == 0:
+                raise decoder.no_frame_error()
+            out.mux(vstream.encode(None))
+            if audio is not None:
+                audio.close()
+    finally:
+        decoder.close()
+        if ref_iter is not None:
+            ref_iter.close()  # type: ignore[attr-defined]
+    source = dict(decoder.source)
+    if decoder.decode_error:
+        source["decode_error"] = decoder.decode_error
+    return NormalizeResult(
+        frames=produced,
+        duration_seconds=produced / fmt.fps,
+        truncated=truncated,
+        source=source,
+        reference_frames=ref_count if reference is not None else None,
+    )
