@@ -192,3 +192,4 @@ def metrics_command(video: str, reference: str | None, as_json: bool) -> None:
 # The queue commands (submit, worker, status, retry, cancel, db upgrade) live in
 # their own module; importing it registers them on `main`.
 from reelbench import cli_queue as _cli_queue  # noqa: E402, F401
+from reelbench import cli_report as _cli_report  # noqa: E402, F401

@@ -17,11 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
+from reelbench.db.engine import DEFAULT_DATABASE_URL, make_engine
 from reelbench.db.models import Artifact, Experiment, Item, Metric, ProviderCall, Run, Variant
 from reelbench.errors import ReelbenchError
 
@@ -39,7 +40,7 @@ __all__ = [
     "resolve_db_url",
 ]
 
-DEFAULT_DB_URL = "sqlite:///.reelbench/reelbench.db"
+DEFAULT_DB_URL = DEFAULT_DATABASE_URL
 
 #: ``{metric name: {stat: value}}``; a value is None where it is undefined or +inf (PSNR).
 MetricSummary = Mapping[str, Mapping[str, float | None]]
@@ -141,7 +142,10 @@ def resolve_db_url(db: str | None) -> str:
 
 
 def _open_engine(url: str) -> Engine:
-    """An engine for reading; refuses to create an empty SQLite file by accident."""
+    """An engine for reading; refuses to create an empty SQLite file by accident.
+
+    No schema upgrade here: reading results must not write to the database.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -157,7 +161,10 @@ def _open_engine(url: str) -> Engine:
                 f"no database at {Path(database).resolve()} (from {url!r}); run "
                 "`reelbench run SPEC` or `reelbench submit SPEC` first, or pass --db"
             )
-    return create_engine(url)
+    try:
+        return make_engine(url)
+    except ValueError as exc:
+        raise DatabaseNotFound(str(exc)) from exc
 
 
 def find_experiment(session: Session, experiment: str | int) -> Experiment:

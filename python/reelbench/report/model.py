@@ -49,6 +49,8 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "luma_std": "standard deviation of luma within a frame",
     "black": "share of near-black pixels in a frame",
     "black_ratio": "share of frames that are almost entirely black",
+    "psnr_ref_pooled": "PSNR of the mean MSE against the reference over all frames, dB",
+    "psnr_prev_pooled": "PSNR of the mean MSE between consecutive frames, dB",
 }
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})

@@ -1,0 +1,557 @@
+"""``reelbench run`` (submit, work in-process, report) and ``reelbench report``.
+
+Registered on ``reelbench.cli.main`` when ``reelbench.cli`` is imported.
+
+``run`` is the one-machine path: it queues the spec's runs in the database
+exactly like ``submit``, works them with an in-process worker (threads) until
+every run of the experiment is finished, then writes the HTML + JSON report.
+Because all state lives in the database, stopping it (Ctrl-C) and running the
+same command again finishes only what is missing; succeeded runs and paid
+provider calls are never repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from reelbench.cli import artifacts_option, db_option, json_option, main
+from reelbench.db.engine import Database, open_database
+from reelbench.db.models import Item, Run, RunStatus, Variant
+from reelbench.report import (
+    Report,
+    ReportError,
+    build_report,
+    render_table,
+    write_csv,
+    write_html,
+    write_json,
+    write_report_files,
+)
+from reelbench.results import DatabaseNotFound, ExperimentNotFound, _open_engine, query_results
+
+__all__ = ["default_report_dir", "reclaim_dead_local_runs"]
+
+#: Exit code of ``reelbench run`` stopped by Ctrl-C / SIGTERM (the shell convention, 128 + 2).
+EXIT_INTERRUPTED = 130
+
+REPORT_ROOT = Path(".reelbench/reports")
+
+
+class BadInput(click.ClickException):
+    """Bad input (spec, experiment name, option): message on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console; pipes and files get a wide one so tables keep every column readable."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+def default_report_dir(experiment: str) -> Path:
+    """``.reelbench/reports/<experiment>/`` under the current folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+    return REPORT_ROOT / safe
+
+
+def _open(db_url: str) -> Database:
+    try:
+        return open_database(db_url)
+    except sa_exc.ArgumentError as exc:
+        raise BadInput(f"invalid --db URL {db_url!r}: {exc}") from exc
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    except sa_exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise click.ClickException(f"cannot open the database {db_url}: {reason}") from exc
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def reclaim_dead_local_runs(sessions: sessionmaker[Session], experiment_id: int) -> int:
+    """Expire the leases of runs held by dead worker processes of this machine.
+
+    A ``reelbench run`` killed with SIGKILL (or a crash) leaves its runs
+    ``running`` until their lease expires. Worker ids are ``host:pid:random``:
+    when the host is this one and no process has that pid, nobody can still be
+    working the run, so its lease is expired now and the claim takes it back
+    at once instead of after the lease. The claim's fencing token keeps this
+    safe even if the guess were wrong. Returns the number of runs freed.
+    """
+    host = socket.gethostname()
+    now = datetime.now(UTC)
+    freed = 0
+    with sessions() as session, session.begin():
+        rows = session.execute(
+            select(Run.id, Run.attempt, Run.worker_id).where(
+                Run.experiment_id == experiment_id,
+                Run.status == RunStatus.RUNNING.value,
+                Run.worker_id.like(f"{host}:%"),
+            )
+        ).all()
+        for run_id, attempt, worker_id in rows:
+            parts = (worker_id or "").split(":")
+            if len(parts) < 3 or not parts[-2].isdigit() or ":".join(parts[:-2]) != host:
+                continue
+            pid = int(parts[-2])
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            result = session.execute(
+                update(Run)
+                .where(
+                    Run.id == run_id,
+                    Run.attempt == attempt,
+                    Run.status == RunStatus.RUNNING.value,
+                )
+                .values(lease_expires_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            freed += int(getattr(result, "rowcount", 0) or 0)
+    return freed
+
+
+@dataclass
+class _Tally:
+    """What the progress display shows; updated from the worker's outcome callback."""
+
+    labels: dict[int, str] = field(default_factory=dict)
+    finished_here: int = 0
+    retried: int = 0
+    lines: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _run_labels(sessions: sessionmaker[Session], experiment_id: int) -> dict[int, str]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Run.id, Item.key, Variant.key, Run.repeat)
+            .join(Item, Run.item_id == Item.id)
+            .join(Variant, Run.variant_id == Variant.id)
+            .where(Run.experiment_id == experiment_id)
+        ).all()
+    return {rid: f"{item} x {variant} #{repeat}" for rid, item, variant, repeat in rows}
+
+
+def _status_counts(sessions: sessionmaker[Session], experiment: str) -> dict[str, int]:
+    from reelbench.db.experiments import experiment_status
+
+    return dict(experiment_status(sessions, experiment)[0].counts)
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = round(seconds)
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _progress_text(counts: dict[str, int], rate: float | None) -> str:
+    remaining = counts.get("queued", 0) + counts.get("running", 0)
+    eta = remaining / rate if rate else None
+    return (
+        f"{counts.get('succeeded', 0)} succeeded, {counts.get('failed', 0)} failed, "
+        f"{counts.get('running', 0)} running, {counts.get('queued', 0)} queued"
+        + (f", {counts['cancelled']} cancelled" if counts.get("cancelled") else "")
+        + (f" | {rate * 60:.1f} runs/min, ETA {_fmt_duration(eta)}" if rate else "")
+    )
+
+
+@contextlib.contextmanager
+def _signals_stop(stop: Any, console: Console) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM: the first stops gracefully, the second hands runs back at once."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            console.print(
+                "[yellow]stopping: finishing the runs in flight "
+                "(press Ctrl-C again to hand them back to the queue now)[/]"
+            )
+        stop()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _work(
+    db: Database,
+    experiment: str,
+    experiment_id: int,
+    *,
+    workers: int,
+    artifact_root: Path,
+    use_cache: bool,
+    progress_console: Console | None,
+    grace_seconds: float,
+) -> bool:
+    """Work the experiment until every run is finished; False when interrupted."""
+    from reelbench.orchestrator import RunOutcome, WorkerOrchestrator
+    from reelbench.processor import RunProcessor
+
+    tally = _Tally(labels=_run_labels(db.sessions, experiment_id))
+    status_console = progress_console or Console(stderr=True, quiet=True)
+
+    def on_outcome(outcome: RunOutcome) -> None:
+        label = tally.labels.get(outcome.run_id, f"run {outcome.run_id}")
+        first_line = (outcome.error or "").strip().splitlines()
+        message = first_line[0] if first_line else ""
+        with tally.lock:
+            if outcome.outcome in ("succeeded", "failed"):
+                tally.finished_here += 1
+            if outcome.outcome == "queued":
+                tally.retried += 1
+        if outcome.outcome == "failed":
+            status_console.print(
+                f"[red]failed[/] {escape(label)} (attempt {outcome.attempt}): {escape(message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif outcome.outcome == "queued":
+            status_console.print(
+                f"[yellow]retrying[/] {escape(label)} after attempt {outcome.attempt}: "
+                f"{escape(message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    orchestrator = WorkerOrchestrator(
+        db.sessions,
+        RunProcessor(),
+        concurrency=workers,
+        experiment=experiment,
+        use_cache=use_cache,
+        artifact_root=artifact_root,
+        grace_seconds=grace_seconds,
+        poll_seconds=0.25,
+        on_outcome=on_outcome,
+    )
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            orchestrator.run_until_idle()
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="reelbench-run", daemon=True)
+    started = time.monotonic()
+    counts = _status_counts(db.sessions, experiment)
+    total = sum(counts.values())
+    with _signals_stop(orchestrator.stop, status_console) as received:
+        thread.start()
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[states]}"),
+            TimeElapsedColumn(),
+            console=status_console,
+            transient=False,
+            disable=progress_console is None or not status_console.is_terminal,
+        )
+        task = progress.add_task(escape(experiment), total=total, states="")
+        last_line = 0.0
+        with progress:
+            while True:
+                thread.join(0.5)
+                try:
+                    counts = _status_counts(db.sessions, experiment)
+                except sa_exc.OperationalError:
+                    continue  # busy or briefly unreachable: the worker retries, so do we
+                elapsed = time.monotonic() - started
+                rate = tally.finished_here / elapsed if tally.finished_here and elapsed else None
+                done = sum(n for s, n in counts.items() if s not in ("queued", "running"))
+                text = _progress_text(counts, rate)
+                progress.update(task, completed=done, total=sum(counts.values()), states=text)
+                now = time.monotonic()
+                if progress.disable and progress_console is not None and now - last_line > 5:
+                    status_console.print(
+                        f"{done}/{sum(counts.values())} finished: {text}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    last_line = now
+                if not thread.is_alive():
+                    break
+    if errors:
+        raise errors[0]
+    return not received
+
+
+def _failures_summary(report: Report) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": r.run_id,
+            "item": r.item_key,
+            "variant": r.variant_key,
+            "repeat": r.repeat,
+            "status": r.status,
+            "error_class": r.error_class,
+            "error_message": r.error_message,
+            "attempts": r.attempt,
+        }
+        for r in report.failures
+    ]
+
+
+def _build_report(db: Database, experiment: str, baseline: str | None = None) -> Report:
+    with db.sessions() as session:
+        info, records = query_results(session, experiment)
+    return build_report(info, records, baseline=baseline)
+
+
+@main.command("run")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--workers", "-w", default=min(4, os.cpu_count() or 1), show_default="min(4, CPUs)",
+    type=click.IntRange(1, 256),
+    help="Runs processed at once (threads in this process).",
+)  # fmt: skip
+@click.option(
+    "--report", "report_target", metavar="PATH", default=None,
+    type=click.Path(path_type=Path),
+    help="Where to write the report: a folder (index.html, report.json, videos/) or a "
+    "file ending in .html (the JSON goes beside it). Default: "
+    ".reelbench/reports/<experiment>/.",
+)  # fmt: skip
+@click.option("--no-cache", is_flag=True, help="Call providers even when a cached result exists.")
+@click.option(
+    "--baseline", metavar="VARIANT", default=None,
+    help="Compare every variant with this one in the report.",
+)  # fmt: skip
+@click.option(
+    "--grace-seconds", default=30.0, show_default=True, type=click.FloatRange(min=0),
+    help="On Ctrl-C, how long runs in flight may take to finish before they are handed "
+    "back to the queue.",
+)  # fmt: skip
+@click.option("--verbose", "-v", is_flag=True, help="Also show the worker's log.")
+@db_option
+@artifacts_option
+@json_option
+def run_command(
+    spec_path: Path,
+    workers: int,
+    report_target: Path | None,
+    no_cache: bool,
+    baseline: str | None,
+    grace_seconds: float,
+    verbose: bool,
+    db_url: str,
+    artifacts_dir: str,
+    as_json: bool,
+) -> None:
+    """Run the experiment spec SPEC end to end: queue, work, report.
+
+    Queues the runs (like `reelbench submit`), processes them in this process
+    with --workers threads while showing progress, then writes the HTML report
+    (videos side by side, summary table, per-frame plots, failures) and a JSON
+    document, and prints the summary and where the report is.
+
+    Ctrl-C stops cleanly: runs in flight finish (or go back to the queue) and
+    the same command again finishes only what is missing, without repeating
+    succeeded runs or provider calls.
+
+    \b
+    Exit codes: 0 every run succeeded; 1 some runs failed (the summary says
+    which and why); 2 bad spec or options; 130 interrupted (run it again).
+    """
+    from reelbench.spec import SpecError, load_spec
+    from reelbench.submit import submit_spec
+
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as exc:
+        raise BadInput(str(exc)) from exc
+
+    out = _console(stderr=as_json)  # the summary; stdout unless --json owns it
+    progress_console = None if as_json else _console(stderr=True)
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+    log = logging.getLogger("reelbench")
+    log.addHandler(handler)
+    # The worker logs every retry and failure; the progress display already
+    # says so with the item and variant, so its log is opt-in.
+    log.setLevel(logging.INFO if verbose else logging.ERROR)
+
+    db = _open(db_url)
+    try:
+        try:
+            submitted = submit_spec(db.sessions, spec)
+        except SpecError as exc:
+            raise BadInput(str(exc)) from exc
+        freed = reclaim_dead_local_runs(db.sessions, submitted.experiment_id)
+        if progress_console is not None:
+            progress_console.print(
+                f"experiment [bold]{escape(submitted.experiment_name)}[/]: "
+                f"{submitted.runs_total} runs ({submitted.runs_created} new"
+                + (f", {freed} taken back from a stopped run" if freed else "")
+                + f"), {workers} worker thread{'s' if workers != 1 else ''}",
+                highlight=False,
+            )
+        completed = _work(
+            db,
+            submitted.experiment_name,
+            submitted.experiment_id,
+            workers=workers,
+            artifact_root=Path(artifacts_dir),
+            use_cache=not no_cache,
+            progress_console=progress_console,
+            grace_seconds=grace_seconds,
+        )
+        try:
+            report = _build_report(db, submitted.experiment_name, baseline)
+        except ReportError as exc:
+            raise BadInput(str(exc)) from exc
+        target = report_target or default_report_dir(submitted.experiment_name)
+        html_path, json_path = write_report_files(report, target, artifact_root=Path(artifacts_dir))
+    finally:
+        db.dispose()
+        log.removeHandler(handler)
+
+    counts = report.status_counts
+    pending = counts.get("queued", 0) + counts.get("running", 0)
+    failed = len(report.failures)
+    if as_json:
+        doc = {
+            "experiment": report.experiment.name,
+            "status_counts": counts,
+            "interrupted": not completed,
+            "report": {"html": str(html_path.resolve()), "json": str(json_path.resolve())},
+            "failures": _failures_summary(report),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        render_table(report, out)
+        out.print(f"report: [link={html_path.resolve().as_uri()}]{escape(str(html_path))}[/link]")
+        out.print(f"json:   {escape(str(json_path))}", highlight=False)
+    if not completed or pending:
+        Console(stderr=True).print(
+            f"[yellow]interrupted: {pending} run(s) not finished; run the same command again "
+            "to finish them[/]"
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    if failed:
+        Console(stderr=True).print(
+            f"[red]{failed} run(s) failed[/] (see Failures above); `reelbench retry "
+            f"{escape(report.experiment.name)}` queues them again"
+        )
+        sys.exit(1)
+
+
+@main.command("report")
+@click.argument("experiment", metavar="EXPERIMENT")
+@click.option(
+    "--format", "-f", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
+    default="table", show_default=True,
+    help="table: summary in the terminal; csv: one row per run with every metric "
+    "statistic; json: the whole report; html: static page with the videos.",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", "output", metavar="PATH", type=click.Path(path_type=Path), default=None,
+    help="Write here instead of stdout. For html: the page (PATH.html) or a folder for "
+    "index.html; default .reelbench/reports/<experiment>/index.html. Videos go in "
+    "videos/ beside the page.",
+)  # fmt: skip
+@click.option(
+    "--baseline", metavar="VARIANT", default=None,
+    help="Show each variant's difference and ratio to this variant, metric by metric.",
+)  # fmt: skip
+@db_option
+@artifacts_option
+@json_option
+def report_command(
+    experiment: str,
+    fmt: str,
+    output: Path | None,
+    baseline: str | None,
+    db_url: str,
+    artifacts_dir: str,
+    as_json: bool,
+) -> None:
+    """Compare the variants of EXPERIMENT (its name or id).
+
+    Per variant: metric means and spread over items and repeats, runs by
+    status, failures by error class, provider cost and latency, and a seed
+    check (did the same request give the same bytes?). Per item x variant:
+    the runs with their canonical video (html). Reading a report never
+    changes the database; it works while runs are still going.
+    """
+    if as_json:
+        fmt = "json"
+    try:
+        engine = _open_engine(db_url)
+    except DatabaseNotFound as exc:
+        raise BadInput(str(exc)) from exc
+    try:
+        with Session(engine) as session:
+            info, records = query_results(session, experiment)
+        report = build_report(info, records, baseline=baseline)
+    except (ExperimentNotFound, ReportError) as exc:
+        raise BadInput(str(exc)) from exc
+    except sa_exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise click.ClickException(f"cannot read the database {db_url}: {reason}") from exc
+    finally:
+        engine.dispose()
+
+    artifact_root = Path(artifacts_dir)
+    if fmt == "html":
+        target = output or default_report_dir(report.experiment.name)
+        if target.suffix.lower() not in (".html", ".htm"):
+            target = target / "index.html"
+        path = write_html(report, target, artifact_root=artifact_root)
+        click.echo(f"report: {path}  (open {path.resolve().as_uri()})")
+        return
+    if fmt == "table":
+        if output is None:
+            render_table(report, _console())
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                render_table(report, Console(file=fh, width=160, color_system=None))
+        return
+    writer = write_csv if fmt == "csv" else write_json
+    if output is None:
+        writer(report, sys.stdout)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w", encoding="utf-8", newline="") as fh:
+            writer(report, fh)
