@@ -7,7 +7,11 @@ padding) and column-strided views (copied internally).
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,3 +211,30 @@ def test_negative_row_stride_view_is_measured_like_a_copy() -> None:
     b = np.random.default_rng(2).integers(0, 256, (33, 41), dtype=np.uint8)
     assert ssim(a[::-1], b[::-1]) == ssim(a[::-1].copy(), b[::-1].copy())
     assert sharpness(a.T) == sharpness(a.T.copy())
+
+
+_ISA_PROBE = """
+import json, numpy as np
+from reelbench._native import KERNEL_ISA
+from reelbench.metrics import black_share, luma_stats, mad, mse, sharpness, ssim
+rng = np.random.default_rng(5)
+a = rng.integers(0, 256, (75, 131), dtype=np.uint8)
+b = np.clip(a + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+out = [ssim(a, b), ssim(a[1:, 3:], b[1:, 3:]), mse(a, b), mad(a, b), *luma_stats(a),
+       sharpness(a), black_share(a, 100)]
+print(json.dumps({"isa": KERNEL_ISA, "values": [float.hex(v) for v in out]}))
+"""
+
+
+def test_every_instruction_set_build_gives_bit_identical_results() -> None:
+    """The baseline, AVX2 and AVX-512 builds of each kernel agree exactly."""
+    results = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        env = os.environ | {"REELBENCH_KERNEL_ISA": isa}
+        proc = subprocess.run(
+            [sys.executable, "-c", _ISA_PROBE], env=env, capture_output=True, text=True, check=True
+        )
+        doc = json.loads(proc.stdout)
+        results[doc["isa"]] = doc["values"]
+    assert "baseline" in results
+    assert all(v == results["baseline"] for v in results.values())

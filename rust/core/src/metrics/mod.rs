@@ -9,7 +9,7 @@ mod plane;
 mod ssim;
 
 pub use accumulate::{Config, FrameMetrics, FrameRecord, Stats, Summary, METRIC_NAMES};
-pub use dispatch::kernel_isa;
+pub use dispatch::{isa, kernel_isa, Isa};
 pub use kernels::{
     black_share, diff_sums, luma_stats, luma_sums, mad, mse, psnr, psnr_from_mse, sharpness,
     DiffSums, LumaSums,
