@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import pytest
 from report_data import Fixture, make_sqlite_database
 
-from reelbench.report import Report, ReportError, load_report
+from reelbench.report import Report, ReportError, build_report, load_report
 from reelbench.results import load_results
 
 
@@ -129,3 +130,17 @@ def test_infinite_psnr_counts_as_missing_not_as_a_number(report: Report) -> None
     alpha = next(v for v in report.variants if v.key == "alpha")
     assert alpha.metrics["psnr_ref"].n == 1
     assert alpha.metrics["psnr_ref"].missing == 1
+
+
+def test_metric_undefined_everywhere_is_exported_but_not_shown(db: tuple[str, Fixture]) -> None:
+    url, fx = db
+    engine_url_records = load_results(fx.name, url)
+    records = [
+        replace(r, metrics={**r.metrics, "psnr_ref_pooled": {"value": None}})
+        for r in engine_url_records
+    ]
+    base = load_report(fx.name, url)
+    report = build_report(base.experiment, records)
+    assert "psnr_ref_pooled" in report.metric_names
+    assert "psnr_ref_pooled" not in report.shown_metric_names
+    assert set(report.shown_metric_names) == set(base.metric_names)

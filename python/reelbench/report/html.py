@@ -248,7 +248,8 @@ class _Page:
         ]
         head_html = "".join(f"<th>{_e(h)}</th>" for h in heads)
         head_html += "".join(
-            f'<th title="{_e(METRIC_DESCRIPTIONS.get(m, ""))}">{_e(m)}</th>' for m in r.metric_names
+            f'<th title="{_e(METRIC_DESCRIPTIONS.get(m, ""))}">{_e(m)}</th>'
+            for m in r.shown_metric_names
         )
         rows = []
         for v in r.variants:
@@ -273,7 +274,7 @@ class _Page:
                 f'title="{_e(verdict.explanation if verdict else "")}">'
                 f"{_e(verdict.verdict if verdict else '')}</td>",
             ]
-            for m in r.metric_names:
+            for m in r.shown_metric_names:
                 spread = v.metrics[m]
                 std = (
                     f' <span class="std">&plusmn;&nbsp;{_e(fmt_number(spread.std, 2))}</span>'
@@ -297,13 +298,13 @@ class _Page:
 
     def baseline_table(self) -> str:
         r = self.report
-        head = "".join(f"<th>{_e(m)}</th>" for m in r.metric_names)
+        head = "".join(f"<th>{_e(m)}</th>" for m in r.shown_metric_names)
         rows = []
         for v in r.variants:
             if v.key == r.baseline:
                 continue
             cells = [_text_cell(v.key)]
-            for m in r.metric_names:
+            for m in r.shown_metric_names:
                 c = r.comparison(v.key, m)
                 if c is None or c.difference is None:
                     cells.append('<td class="num" data-sort="">-</td>')

@@ -187,6 +187,15 @@ class Report:
         """Runs per status over the whole experiment."""
         return dict(Counter(r.status for r in self.runs))
 
+    @property
+    def shown_metric_names(self) -> list[str]:
+        """Metrics with a value somewhere; tables skip those undefined everywhere.
+
+        (A metric such as ``psnr_ref_pooled`` is stored as null for runs without
+        a reference; the JSON export keeps it, the tables need not show a row of dashes.)
+        """
+        return [n for n in self.metric_names if any(v.metrics[n].n for v in self.variants)]
+
     def comparison(self, variant: str, metric: str) -> BaselineComparison | None:
         """The baseline comparison of one variant and metric, if a baseline was asked for."""
         for c in self.comparisons:

@@ -83,7 +83,7 @@ def _metrics_table(report: Report) -> Table:
     for v in report.variants:
         header = v.key + (" (baseline)" if v.key == report.baseline else "")
         table.add_column(Text(header), justify="right")
-    for name in report.metric_names:
+    for name in report.shown_metric_names:
         cells: list[RenderableType] = [Text(name)]
         for v in report.variants:
             spread = v.metrics[name]
@@ -141,7 +141,7 @@ def render_table(report: Report, console: Console) -> None:
     ]
     if report.variants:
         parts.append(_variants_table(report))
-    if report.metric_names:
+    if report.shown_metric_names:
         parts.append(_metrics_table(report))
     if report.failures:
         parts.append(_failures_table(report))
