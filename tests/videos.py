@@ -50,7 +50,6 @@ def encode_video(
     path: str | os.PathLike[str],
     frames: Iterable[NDArray[np.uint8]],
     fps: int = 24,
-    *,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     crf: int | None = 18,

@@ -9,11 +9,15 @@ thresholds: docs/metrics.md.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from reelbench._native import (
     FrameMetrics,
@@ -66,6 +70,11 @@ class MeasuredVideo:
         }
 
 
+def _no_planes() -> Generator[NDArray[np.uint8], None, None]:
+    """An empty plane generator (no reference)."""
+    yield from ()
+
+
 def measure_video(
     path: str | os.PathLike[str],
     reference: str | os.PathLike[str] | None = None,
@@ -90,11 +99,14 @@ def measure_video(
             "the reference must have the same size"
         )
     fm = metrics if metrics is not None else FrameMetrics()
-    ref_planes = iter_y_planes(reference) if reference is not None else iter(())
-    for n, (y, ref) in enumerate(itertools.zip_longest(iter_y_planes(path), ref_planes), 1):
-        if y is None:
-            break
-        fm.push(y, ref)
-        if on_frame is not None:
-            on_frame(n)
+    planes = iter_y_planes(path)
+    ref_planes = iter_y_planes(reference) if reference is not None else _no_planes()
+    # Close both decoders as soon as we are done, even when one video is longer.
+    with contextlib.closing(planes), contextlib.closing(ref_planes):
+        for n, (y, ref) in enumerate(itertools.zip_longest(planes, ref_planes), 1):
+            if y is None:
+                break
+            fm.push(y, ref)
+            if on_frame is not None:
+                on_frame(n)
     return MeasuredVideo(video=info, reference=ref_info, metrics=fm)

@@ -8,7 +8,7 @@ copy. Other pixel formats are converted to 8-bit YUV first.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -103,7 +103,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         )
 
 
-def iter_y_planes(path: str | os.PathLike[str]) -> Iterator[NDArray[np.uint8]]:
+def iter_y_planes(path: str | os.PathLike[str]) -> Generator[NDArray[np.uint8], None, None]:
     """Decode the first video stream and yield each frame's Y plane (see `y_plane`)."""
     with _open(path) as container:
         stream = container.streams.video[0]
