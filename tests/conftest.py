@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from reelbench.db.engine import upgrade
 
@@ -63,6 +64,7 @@ class PostgresCluster:
     bin_dir: Path | None = None
     data_dir: Path | None = None
     run_as: list[str] | None = None
+    options: str = ""  # server options (port, socket dir...) given to pg_ctl start
 
     @property
     def restartable(self) -> bool:
@@ -78,6 +80,15 @@ class PostgresCluster:
     def restart(self) -> None:
         """Restart the server, dropping every connection (``-m fast``)."""
         self.pg_ctl("restart", "-m", "fast", "-w", "-l", str(self.data_dir.parent / "log"))  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        """Stop the server (``-m fast``: connections are cut)."""
+        self.pg_ctl("stop", "-m", "fast", "-w")
+
+    def start(self) -> None:
+        """Start the stopped server again with its original options."""
+        log = str(self.data_dir.parent / "log")  # type: ignore[union-attr]
+        self.pg_ctl("start", "-w", "-o", self.options, "-l", log)
 
     def database_url(self, name: str) -> str:
         """URL of database ``name`` on this server."""
@@ -117,7 +128,9 @@ def _start_cluster(tmp_root: Path) -> PostgresCluster:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    return PostgresCluster(url=url, bin_dir=bin_dir, data_dir=data_dir, run_as=run_as)
+    return PostgresCluster(
+        url=url, bin_dir=bin_dir, data_dir=data_dir, run_as=run_as, options=options
+    )
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +174,8 @@ def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
     """A fresh, migrated, empty PostgreSQL database, dropped after the test."""
     _wait_for_server(postgres_cluster.url)
     name = f"test_{uuid.uuid4().hex}"
-    admin = create_engine(postgres_cluster.url, isolation_level="AUTOCOMMIT")
+    # No pooling: a test may restart the server, killing pooled connections.
+    admin = create_engine(postgres_cluster.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -186,6 +186,8 @@ def worker_command(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Schema checks on start-up are not worth a log line per worker.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     processor = load_processor(processor_ref)
     db = _open(db_url)
     worker = WorkerOrchestrator(

@@ -40,8 +40,8 @@ from types import FrameType
 from typing import ClassVar, TypeVar
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import Session, make_transient, sessionmaker
 
 from reelbench.context import Processor, RunContext, build_contexts
 from reelbench.db import claim as q
@@ -388,15 +388,12 @@ class WorkerOrchestrator:
                 self._failed(ctx, exc)
                 return
             try:
-                owned = q.complete(session, ctx.run_id, ctx.attempt, canon_uri, canon_sha256)
-                if owned:
-                    session.commit()
-                else:
-                    session.rollback()
+                owned = self._store_result(ctx, session, canon_uri, canon_sha256)
             except sa_exc.SQLAlchemyError as exc:
-                # The result could not be stored (database gone mid-commit, or a
-                # processor row that violates a constraint): the attempt counts
-                # as a retryable failure; the provider cache makes the redo cheap.
+                # The result could not be stored (a processor row that violates
+                # a constraint, or the database stayed away past the retry
+                # window): the attempt counts as a retryable failure; the
+                # provider cache makes the redo cheap.
                 session.rollback()
                 self._failed(ctx, exc)
                 return
@@ -406,6 +403,43 @@ class WorkerOrchestrator:
                 self._dropped(ctx, "the result was not saved: the lease was lost before completion")
         finally:
             session.close()
+
+    def _store_result(self, ctx: RunContext, session: Session, uri: str, sha256: str) -> bool:
+        """Commit the result with the processor's rows, under the fence. False: fence lost."""
+        pending = list(session.new)
+        try:
+            owned = q.complete(session, ctx.run_id, ctx.attempt, uri, sha256)
+            if owned:
+                session.commit()
+            else:
+                session.rollback()
+            return owned
+        except _DB_UNAVAILABLE as exc:
+            session.rollback()
+            log.warning(
+                "run %d: database unavailable while storing the result (%s); retrying",
+                ctx.run_id,
+                _short(exc),
+            )
+
+        # The connection died under the commit. Store the same rows again in a
+        # fresh transaction once the database is back.
+        def again() -> bool:
+            with self.sessions() as retry:
+                for obj in pending:
+                    _forget_identity(obj)
+                    retry.add(obj)
+                if q.complete(retry, ctx.run_id, ctx.attempt, uri, sha256):
+                    retry.commit()
+                    return True
+                retry.rollback()
+                # The lost commit may have gone through after all.
+                return q.run_status(retry, ctx.run_id) == (
+                    RunStatus.SUCCEEDED.value,
+                    ctx.attempt,
+                )
+
+        return self._db("storing a result", again)
 
     def _policy(self, experiment_id: int) -> RetryPolicy:
         policy = self._policies.get(experiment_id)
@@ -564,6 +598,13 @@ class WorkerOrchestrator:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _forget_identity(obj: object) -> None:
+    """Make a row object from a rolled-back transaction insertable again."""
+    make_transient(obj)
+    for column in inspect(type(obj)).primary_key:
+        setattr(obj, column.key, None)
 
 
 class _Stopping(Exception):
