@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -184,10 +185,10 @@ def _progress_text(counts: dict[str, int], rate: float | None) -> str:
     remaining = counts.get("queued", 0) + counts.get("running", 0)
     eta = remaining / rate if rate else None
     return (
-        f"{counts.get('succeeded', 0)} succeeded, {counts.get('failed', 0)} failed, "
+        f"{counts.get('succeeded', 0)} ok, {counts.get('failed', 0)} failed, "
         f"{counts.get('running', 0)} running, {counts.get('queued', 0)} queued"
         + (f", {counts['cancelled']} cancelled" if counts.get("cancelled") else "")
-        + (f" | {rate * 60:.1f} runs/min, ETA {_fmt_duration(eta)}" if rate else "")
+        + (f" · {rate * 60:.0f} runs/min · ETA {_fmt_duration(eta)}" if rate else "")
     )
 
 
@@ -281,10 +282,18 @@ def _work(
         thread.start()
         progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[states]}"),
             TimeElapsedColumn(),
+            # Last and elastic: on a narrow terminal the counts are cut, not the bar.
+            TextColumn(
+                "{task.fields[states]}",
+                table_column=Column(
+                    no_wrap=True,
+                    overflow="ellipsis",
+                    max_width=max(12, status_console.width - len(experiment) - 42),
+                ),
+            ),
             console=status_console,
             transient=False,
             disable=progress_console is None or not status_console.is_terminal,
@@ -407,6 +416,7 @@ def run_command(
     progress_console = None if as_json else _console(stderr=True)
     handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
     log = logging.getLogger("reelbench")
+    previous_level = log.level
     log.addHandler(handler)
     # The worker logs every retry and failure; the progress display already
     # says so with the item and variant, so its log is opt-in.
@@ -446,6 +456,7 @@ def run_command(
     finally:
         db.dispose()
         log.removeHandler(handler)
+        log.setLevel(previous_level)
 
     counts = report.status_counts
     pending = counts.get("queued", 0) + counts.get("running", 0)
