@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PostgresCluster
+from postgres_cluster import PostgresCluster
 from queue_setup import attempt_rows, queue_runs, run_row
 from queue_workers import RecordingProcessor
 from sqlalchemy import func, select
