@@ -181,13 +181,14 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _progress_text(counts: dict[str, int], rate: float | None) -> str:
+def _progress_text(counts: dict[str, int], rate: float | None, retried: int = 0) -> str:
     remaining = counts.get("queued", 0) + counts.get("running", 0)
     eta = remaining / rate if rate else None
     return (
         f"{counts.get('succeeded', 0)} ok, {counts.get('failed', 0)} failed, "
         f"{counts.get('running', 0)} running, {counts.get('queued', 0)} queued"
         + (f", {counts['cancelled']} cancelled" if counts.get("cancelled") else "")
+        + (f" ({retried} retries)" if retried else "")
         + (f" · {rate * 60:.0f} runs/min · ETA {_fmt_duration(eta)}" if rate else "")
     )
 
@@ -303,14 +304,18 @@ def _work(
         with progress:
             while True:
                 thread.join(0.5)
+                finished = not thread.is_alive()
                 try:
                     counts = _status_counts(db.sessions, experiment)
                 except sa_exc.OperationalError:
-                    continue  # busy or briefly unreachable: the worker retries, so do we
+                    # Busy or briefly unreachable: the worker retries, the display waits.
+                    if finished:
+                        break
+                    continue
                 elapsed = time.monotonic() - started
                 rate = tally.finished_here / elapsed if tally.finished_here and elapsed else None
                 done = sum(n for s, n in counts.items() if s not in ("queued", "running"))
-                text = _progress_text(counts, rate)
+                text = _progress_text(counts, rate, tally.retried)
                 progress.update(task, completed=done, total=sum(counts.values()), states=text)
                 now = time.monotonic()
                 if progress.disable and progress_console is not None and now - last_line > 5:
@@ -320,7 +325,7 @@ def _work(
                         soft_wrap=True,
                     )
                     last_line = now
-                if not thread.is_alive():
+                if finished:
                     break
     if errors:
         raise errors[0]
