@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from reelbench.db.models import Experiment, Item, Run, Variant
@@ -86,6 +86,36 @@ class Processor(Protocol):
         ...
 
 
+# Plain columns, not ORM entities, built once: this runs once per claim batch
+# on the queue's hot path, and the experiment's stored spec is not needed.
+_CONTEXT_QUERY = (
+    select(
+        Run.id,
+        Run.repeat,
+        Run.seed,
+        Item.id.label("item_id"),
+        Item.key.label("item_key"),
+        Item.prompt,
+        Item.image_path,
+        Item.reference_path,
+        Variant.id.label("variant_id"),
+        Variant.key.label("variant_key"),
+        Variant.provider,
+        Variant.model,
+        Variant.params,
+        Variant.cache,
+        Experiment.id.label("experiment_id"),
+        Experiment.name.label("experiment_name"),
+        Experiment.spec_hash,
+        Experiment.canonical,
+    )
+    .join(Item, Item.id == Run.item_id)
+    .join(Variant, Variant.id == Run.variant_id)
+    .join(Experiment, Experiment.id == Run.experiment_id)
+    .where(Run.id.in_(bindparam("run_ids", expanding=True)))
+)
+
+
 def build_contexts(
     session: Session,
     claims: Sequence[tuple[int, int]],
@@ -93,55 +123,54 @@ def build_contexts(
     worker_id: str,
     artifact_root: Path,
     use_cache: bool = True,
+    canonical_cache: dict[int, CanonicalFormat] | None = None,
 ) -> list[RunContext]:
-    """Contexts for ``(run_id, attempt)`` claims, read in one query, in claim order."""
+    """Contexts for ``(run_id, attempt)`` claims, read in one query, in claim order.
+
+    ``canonical_cache`` (experiment id -> format) spares re-validating the
+    canonical format of the same experiment batch after batch.
+    """
     if not claims:
         return []
     attempts = dict(claims)
-    rows = session.execute(
-        select(Run, Item, Variant, Experiment)
-        .join(Item, Item.id == Run.item_id)
-        .join(Variant, Variant.id == Run.variant_id)
-        .join(Experiment, Experiment.id == Run.experiment_id)
-        .where(Run.id.in_(list(attempts)))
-    ).all()
-    canonical_by_experiment: dict[int, CanonicalFormat] = {}
-    root = artifact_root.resolve()
+    rows = session.execute(_CONTEXT_QUERY, {"run_ids": list(attempts)}).all()
+    canonical_by_experiment = {} if canonical_cache is None else canonical_cache
+    root = artifact_root if artifact_root.is_absolute() else artifact_root.resolve()
     contexts = {}
-    for run, item, variant, experiment in rows:
-        canonical = canonical_by_experiment.get(experiment.id)
+    for row in rows:
+        canonical = canonical_by_experiment.get(row.experiment_id)
         if canonical is None:
-            canonical = CanonicalFormat.model_validate(experiment.canonical)
-            canonical_by_experiment[experiment.id] = canonical
+            canonical = CanonicalFormat.model_validate(row.canonical)
+            canonical_by_experiment[row.experiment_id] = canonical
         # Plain dicts (not read-only proxies) so they serialize with json as-is;
         # each context gets its own copy.
-        params = copy.deepcopy(dict(variant.params or {}))
-        contexts[run.id] = RunContext(
-            run_id=run.id,
-            experiment_id=experiment.id,
-            experiment_name=experiment.name,
-            item_id=item.id,
-            item_key=item.key,
-            variant_id=variant.id,
-            variant_key=variant.key,
-            repeat=run.repeat,
-            spec_hash=experiment.spec_hash,
-            provider=variant.provider,
-            model=variant.model,
+        params = copy.deepcopy(dict(row.params or {}))
+        contexts[row.id] = RunContext(
+            run_id=row.id,
+            experiment_id=row.experiment_id,
+            experiment_name=row.experiment_name,
+            item_id=row.item_id,
+            item_key=row.item_key,
+            variant_id=row.variant_id,
+            variant_key=row.variant_key,
+            repeat=row.repeat,
+            spec_hash=row.spec_hash,
+            provider=row.provider,
+            model=row.model,
             params=params,
-            use_cache=bool(use_cache and variant.cache),
+            use_cache=bool(use_cache and row.cache),
             gen_input={
-                "prompt": item.prompt,
-                "seed": int(run.seed),
-                "image": item.image_path,
-                "item_id": item.key,
+                "prompt": row.prompt,
+                "seed": int(row.seed),
+                "image": row.image_path,
+                "item_id": row.item_key,
                 "params": params,
             },
-            reference_path=item.reference_path,
+            reference_path=row.reference_path,
             canonical=canonical,
             artifact_root=root,
-            run_output_dir=root / str(run.id),
-            attempt=attempts[run.id],
+            run_output_dir=root / str(row.id),
+            attempt=attempts[row.id],
             worker_id=worker_id,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]

@@ -49,6 +49,7 @@ from reelbench.db.experiments import find_experiment
 from reelbench.db.models import Experiment, Run, RunStatus
 from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.spec import RetryPolicy
+from reelbench.video.canonical import CanonicalFormat
 
 __all__ = ["RunOutcome", "WorkerOrchestrator", "WorkerStats", "default_worker_id"]
 
@@ -122,7 +123,7 @@ class WorkerOrchestrator:
         self.experiment = experiment
         self.drain = drain
         self.use_cache = use_cache
-        self.artifact_root = Path(artifact_root)
+        self.artifact_root = Path(artifact_root).resolve()
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
         self.db_retry_seconds = db_retry_seconds
@@ -138,6 +139,7 @@ class WorkerOrchestrator:
         self._done = threading.Event()
         self._queue: queue.SimpleQueue[RunContext | None] = queue.SimpleQueue()
         self._policies: dict[int, RetryPolicy] = {}
+        self._canonical: dict[int, CanonicalFormat] = {}
         self._rng = random.Random()
         self._until_idle = False
         self._threads: list[threading.Thread] = []
@@ -310,6 +312,7 @@ class WorkerOrchestrator:
                     worker_id=self.worker_id,
                     artifact_root=self.artifact_root,
                     use_cache=self.use_cache,
+                    canonical_cache=self._canonical,
                 )
 
         contexts = self._db("claiming runs", claim_and_build, give_up=False)

@@ -16,7 +16,7 @@ clock is bound as a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -60,7 +60,8 @@ QUEUED = RunStatus.QUEUED.value
 
 # --- the claim --------------------------------------------------------------
 #
-# PostgreSQL: one statement. The CTE picks the batch, the UPDATE takes it.
+# PostgreSQL: one statement, one round trip. The CTEs pick the batch, take it,
+# close the attempts that lost their lease and open this claim's attempts.
 _PG_CLAIM = """
 WITH batch AS (
     SELECT id, status AS old_status
@@ -81,21 +82,43 @@ WITH batch AS (
     -- skipped instead of waited for, so concurrent claims never block or
     -- hand out the same run twice
     FOR UPDATE SKIP LOCKED
+),
+taken AS (
+    UPDATE runs SET
+        status = 'running',
+        -- the new fencing token: every later write must present it
+        attempt = runs.attempt + 1,
+        worker_id = :worker_id,
+        lease_expires_at = now() + :lease_seconds * interval '1 second',
+        started_at = now(),
+        not_before = NULL
+    FROM batch
+    WHERE runs.id = batch.id
+    -- batch.old_status is the row before this UPDATE: 'running' means the
+    -- previous attempt's worker lost the run
+    RETURNING runs.id, runs.attempt, batch.old_status
+),
+lost AS (
+    -- the previous attempt of a run taken back from a dead worker ends 'lost'
+    UPDATE run_attempts SET outcome = 'lost', finished_at = now(), error_message = :lost
+    FROM taken
+    WHERE taken.old_status = 'running'
+      AND run_attempts.run_id = taken.id
+      AND run_attempts.attempt = taken.attempt - 1
+      AND run_attempts.outcome IS NULL
+),
+opened AS (
+    -- the attempt history: one row per claim
+    INSERT INTO run_attempts (run_id, attempt, worker_id, started_at)
+    SELECT id, attempt, :worker_id, now() FROM taken
 )
-UPDATE runs SET
-    status = 'running',
-    -- the new fencing token: every later write must present it
-    attempt = runs.attempt + 1,
-    worker_id = :worker_id,
-    lease_expires_at = now() + :lease_seconds * interval '1 second',
-    started_at = now(),
-    not_before = NULL
-FROM batch
-WHERE runs.id = batch.id
--- batch.old_status is the row as it was before this UPDATE: 'running' means
--- the previous attempt's worker lost the run
-RETURNING runs.id, runs.attempt, batch.old_status
+SELECT id, attempt, old_status FROM taken ORDER BY id
 """
+
+LOST_MESSAGE = (
+    "lease expired: the worker stopped renewing it (crashed, paused or cut off) "
+    "and the run was claimed again"
+)
 
 # SQLite: one writer at a time. The transaction was opened with BEGIN
 # IMMEDIATE (see db/engine.py), so nothing changes between this SELECT and
@@ -170,57 +193,52 @@ def claim_runs(
         params["experiment_id"] = experiment_id
     if conn.dialect.name == "postgresql":
         sql = text(_PG_CLAIM.format(experiment_filter=experiment_filter))
-        rows = conn.execute(sql, {**params, "lease_seconds": lease_seconds}).all()
-        claimed = [ClaimedRun(r.id, r.attempt, r.old_status == RUNNING) for r in rows]
-        started: Any = func.now()
-    else:
-        now = _utcnow()
-        sql = text(_SQLITE_CANDIDATES.format(experiment_filter=experiment_filter))
-        candidates = conn.execute(sql.bindparams(_ts("now")), {**params, "now": now}).all()
-        if not candidates:
-            return []
-        old_status = {r.id: r.old_status for r in candidates}
-        ids = ", ".join(str(int(r.id)) for r in candidates)
-        take = text(_SQLITE_TAKE.format(ids=ids)).bindparams(_ts("now"), _ts("lease_expires_at"))
-        rows = conn.execute(
-            take,
-            {
-                "worker_id": worker_id,
-                "now": now,
-                "lease_expires_at": now + timedelta(seconds=lease_seconds),
-            },
-        ).all()
-        claimed = [ClaimedRun(r.id, r.attempt, old_status[r.id] == RUNNING) for r in rows]
-        claimed.sort(key=lambda c: c.run_id)
-        started = now
-    if not claimed:
+        params.update(lease_seconds=lease_seconds, lost=LOST_MESSAGE)
+        rows = conn.execute(sql, params).all()
+        return [ClaimedRun(r.id, r.attempt, r.old_status == RUNNING) for r in rows]
+
+    now = _utcnow()
+    sql = text(_SQLITE_CANDIDATES.format(experiment_filter=experiment_filter))
+    candidates = conn.execute(sql.bindparams(_ts("now")), {**params, "now": now}).all()
+    if not candidates:
         return []
+    old_status = {r.id: r.old_status for r in candidates}
+    ids = ", ".join(str(int(r.id)) for r in candidates)
+    take = text(_SQLITE_TAKE.format(ids=ids)).bindparams(_ts("now"), _ts("lease_expires_at"))
+    rows = conn.execute(
+        take,
+        {
+            "worker_id": worker_id,
+            "now": now,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        },
+    ).all()
+    claimed = sorted(
+        (ClaimedRun(r.id, r.attempt, old_status[r.id] == RUNNING) for r in rows),
+        key=lambda c: c.run_id,
+    )
     lost = [(c.run_id, c.attempt - 1) for c in claimed if c.reclaimed]
     if lost:
         conn.execute(
             update(attempts)
             .where(tuple_(attempts.c.run_id, attempts.c.attempt).in_(lost))
             .where(attempts.c.outcome.is_(None))
-            .values(
-                outcome="lost",
-                finished_at=started,
-                error_message="lease expired: the worker stopped renewing it (crashed, "
-                "paused or cut off) and the run was claimed again",
-            )
+            .values(outcome="lost", finished_at=now, error_message=LOST_MESSAGE)
         )
-    _insert_attempts(conn, claimed, worker_id, started)
+    conn.execute(
+        attempts.insert().values(
+            [
+                {
+                    "run_id": c.run_id,
+                    "attempt": c.attempt,
+                    "worker_id": worker_id,
+                    "started_at": now,
+                }
+                for c in claimed
+            ]
+        )
+    )
     return claimed
-
-
-def _insert_attempts(
-    conn: Connection, claimed: Sequence[ClaimedRun], worker_id: str, started: Any
-) -> None:
-    rows = [{"run_id": c.run_id, "attempt": c.attempt, "worker_id": worker_id} for c in claimed]
-    if isinstance(started, datetime):
-        conn.execute(attempts.insert(), [{**row, "started_at": started} for row in rows])
-    else:
-        # PostgreSQL: the claim's own timestamp, from the database clock.
-        conn.execute(attempts.insert().values(started_at=func.now()), rows)
 
 
 # --- fenced writes ----------------------------------------------------------
@@ -297,28 +315,81 @@ def link_provider_call(executor: Executor, run_id: int, attempt: int, call_id: i
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _succeeded_values(now: Any) -> dict[str, Any]:
+    return {
+        "status": RunStatus.SUCCEEDED.value,
+        "canon_uri": bindparam("p_canon_uri"),
+        "canon_sha256": bindparam("p_canon_sha256"),
+        "finished_at": now,
+        "lease_expires_at": None,
+        "error_class": None,
+        "error_message": None,
+        "error_traceback": None,
+    }
+
+
+def _fence_params() -> ColumnElement[bool]:
+    return (
+        (runs.c.id == bindparam("p_run_id"))
+        & (runs.c.attempt == bindparam("p_attempt"))
+        & (runs.c.status == RUNNING)
+    )
+
+
+# Built once: completion runs once per run, and building SQLAlchemy
+# statements costs more CPU than executing a cached one.
+_PG_COMPLETE = (
+    # One round trip: the attempt row is closed only if the fence held.
+    update(attempts)
+    .where(
+        attempts.c.run_id
+        == select(
+            update(runs)
+            .where(_fence_params())
+            .values(_succeeded_values(func.now()))
+            .returning(runs.c.id)
+            .cte("done")
+            .c.id
+        ).scalar_subquery(),
+        attempts.c.attempt == bindparam("p_attempt"),
+    )
+    .values(outcome="succeeded", finished_at=func.now())
+    .returning(attempts.c.run_id)
+)
+_SQLITE_COMPLETE = update(runs).where(_fence_params()).values(_succeeded_values(_ts("p_now")))
+_SQLITE_CLOSE_SUCCEEDED = (
+    update(attempts)
+    .where(attempts.c.run_id == bindparam("p_run_id"), attempts.c.attempt == bindparam("p_attempt"))
+    .values(outcome="succeeded", finished_at=_ts("p_now"))
+)
+
+
 def complete(
     executor: Executor, run_id: int, attempt: int, canon_uri: str, canon_sha256: str
 ) -> bool:
     """Mark the run succeeded (fenced). False: the lease was lost, write nothing else."""
-    result = executor.execute(
-        update(runs)
-        .where(_fence(run_id, attempt))
-        .values(
-            status=RunStatus.SUCCEEDED.value,
-            canon_uri=canon_uri,
-            canon_sha256=canon_sha256,
-            finished_at=_now(executor),
-            lease_expires_at=None,
-            error_class=None,
-            error_message=None,
-            error_traceback=None,
-        )
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    params: dict[str, Any] = {
+        "p_run_id": run_id,
+        "p_attempt": attempt,
+        "p_canon_uri": canon_uri,
+        "p_canon_sha256": canon_sha256,
+    }
+    if _dialect(executor) == "postgresql":
+        if executor.execute(_PG_COMPLETE, params).first() is not None:
+            return True
+        # No attempt row to close (a run claimed by an older version) while
+        # the fence held: the run is done all the same.
+        return still_succeeded(executor, run_id, attempt)
+    params["p_now"] = _utcnow()
+    if not executor.execute(_SQLITE_COMPLETE, params).rowcount:  # type: ignore[attr-defined]
         return False
-    _close_attempt(executor, run_id, attempt, "succeeded")
+    executor.execute(_SQLITE_CLOSE_SUCCEEDED, params)
     return True
+
+
+def still_succeeded(executor: Executor, run_id: int, attempt: int) -> bool:
+    """True when attempt ``attempt`` is the one that completed run ``run_id``."""
+    return run_status(executor, run_id) == (RunStatus.SUCCEEDED.value, attempt)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
@@ -91,11 +93,45 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: A pooled PostgreSQL connection idle for longer than this is checked before use.
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling, only for connections that sat idle.
+
+    After a server restart every pooled connection is dead; a ping on checkout
+    swaps each for a fresh one before the caller sees an error. SQLAlchemy's
+    ``pool_pre_ping`` pings on every checkout, which costs a round trip per
+    transaction on the queue's hot path; a connection returned a moment ago
+    is alive often enough that the ping is skipped. One that dies anyway
+    raises a disconnect error, the pool is invalidated and the caller retries.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("checked_in_at")
+        if last is None or time.monotonic() - last < IDLE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool discards this connection and tries a new one.
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` configured for concurrent workers.
 
-    PostgreSQL connections are checked with a ping when taken from the pool,
-    so a worker survives a database restart; SQLite gets WAL, a busy timeout,
+    PostgreSQL connections idle in the pool are checked with a ping before
+    use, so a worker survives a database restart; SQLite gets WAL, a busy timeout,
     foreign keys and ``BEGIN IMMEDIATE`` transactions.
     """
     url = normalize_url(url)
@@ -107,9 +143,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        options = {"pool_size": 10, "max_overflow": 20}
         options.update(kwargs)
-        return create_engine(url, **options)
+        engine = create_engine(url, **options)
+        _ping_idle_connections(engine)
+        return engine
     raise ValueError(
         f"unsupported database URL {make_url(url).render_as_string()!r}: "
         "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/dbname"
