@@ -259,7 +259,9 @@ def status_command(experiment: str | None, db_url: str, as_json: bool) -> None:
             rate,
             _duration(s.eta_seconds) if s.remaining else "done",
         )
-    Console().print(table)
+    # Pipes and files get a width that keeps every column readable.
+    console = Console() if Console().is_terminal else Console(width=120)
+    console.print(table)
 
 
 def _experiment_command(
