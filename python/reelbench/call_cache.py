@@ -1,0 +1,377 @@
+"""Provider calls that are never paid twice: cache, single flight, resume.
+
+Every provider request has an identity, ``request_hash`` = SHA-256 of the
+canonical JSON of what the provider is asked (provider, model, params,
+prompt, seed, item id, the input image's SHA-256; never secrets, never the
+attempt). The ``provider_calls`` row with that hash is the request's single
+source of truth:
+
+* ``succeeded`` with its raw file present and matching its SHA-256: a cache
+  hit; the stored ``raw_artifact_uri`` is reused, no provider call.
+* ``pending``/``submitted`` owned by a live run attempt (``owner_run_id``,
+  ``owner_attempt``, ``lease_expires_at`` renewed while it polls): other
+  runs wait and read the row again (single flight). A lapsed lease, or an
+  owner that is an earlier attempt of the same run, is taken over by a
+  compare-and-set UPDATE, so exactly one taker wins.
+* the job id is stored right after ``submit`` returns; whoever takes the row
+  over polls that job instead of submitting again (resume after a crash).
+* ``failed``: not a cache entry; the next taker submits afresh.
+
+A run whose variant opts out of the cache (``cache = false``) still records
+its call, under a key salted with its run id: it never shares a call with
+another run, but its own retries still resume its job.
+
+Every state change is its own short transaction; nothing is held open while
+the provider works. Clocks: leases compare this host's UTC time with times
+other hosts wrote, so workers' clocks must agree to well within the lease
+(120 s by default).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from reelbench.db.models import ProviderCall
+from reelbench.errors import LeaseLost, RetryableError, RunError, TerminalError
+from reelbench.identity import spec_hash
+from reelbench.providers.base import GenerationRequest, Provider
+from reelbench.storage import ArtifactStore
+
+__all__ = [
+    "CallPolicy",
+    "ProviderCallCache",
+    "RawOutput",
+    "request_hash",
+    "request_record",
+]
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """Timings of the call protocol (tests shrink them)."""
+
+    #: First delay between polls of a provider job; grows by ``poll_factor`` up to ``poll_max``.
+    poll_initial: float = 1.0
+    poll_factor: float = 1.5
+    poll_max: float = 15.0
+    #: How long an owner's claim on an in-flight call lasts without renewal.
+    lease_seconds: float = 120.0
+    #: Delay between reads of a call another run is making (grows to ``wait_max``).
+    wait_initial: float = 0.2
+    wait_max: float = 2.0
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """The provider's raw video for a run."""
+
+    uri: str
+    sha256: str
+    bytes: int
+    call_id: int
+    #: True when an earlier call's stored result was reused (no provider work now).
+    cached: bool
+
+
+def request_record(request: GenerationRequest, image_sha256: str | None) -> dict[str, Any]:
+    """What identifies a request: stored in ``provider_calls.request`` and hashed."""
+    return {
+        "provider": request.provider,
+        "model": request.model,
+        "params": dict(request.params),
+        "prompt": request.prompt,
+        "seed": request.seed,
+        "item_id": request.item_id,
+        "image_sha256": image_sha256,
+    }
+
+
+def request_hash(record: dict[str, Any]) -> str:
+    """The cache key of a request record."""
+    return spec_hash(record)
+
+
+def _same(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProviderCallCache:
+    """Obtains a run's raw video through the ``provider_calls`` protocol."""
+
+    def __init__(self, store: ArtifactStore, policy: CallPolicy | None = None) -> None:
+        self.store = store
+        self.policy = policy or CallPolicy()
+
+    def obtain(
+        self,
+        session: Session,
+        provider: Provider,
+        request: GenerationRequest,
+        *,
+        run_id: int,
+        attempt: int,
+        raw_path: Path,
+        image_sha256: str | None = None,
+        use_cache: bool = True,
+        stop: threading.Event | None = None,
+        fence: Callable[[], None] | None = None,
+    ) -> RawOutput:
+        """Return the raw video for ``request``: cached, awaited, resumed or fetched now.
+
+        ``raw_path`` is where a fresh result is written (atomically, after
+        ``fence()``, which raises :class:`LeaseLost` when the run changed
+        hands). Provider errors are re-raised after the row is updated.
+        """
+        record = request_record(request, image_sha256)
+        if not use_cache:
+            record = {**record, "uncached_run_id": run_id}
+        key = request_hash(record)
+        stop = stop or threading.Event()
+        wait = self.policy.wait_initial
+        while True:
+            if stop.is_set():
+                raise LeaseLost(f"run {run_id} stopped while obtaining its provider output")
+            # populate_existing: sessions keep objects across commits here
+            # (expire_on_commit=False); a poll must see the row as it is now.
+            call = session.scalar(
+                select(ProviderCall)
+                .where(ProviderCall.request_hash == key)
+                .execution_options(populate_existing=True)
+            )
+            session.commit()  # never keep a transaction (a SQLite write lock) while deciding
+            now = _now()
+            if call is None:
+                call = ProviderCall(
+                    request_hash=key,
+                    provider=request.provider,
+                    model=request.model,
+                    request=record,
+                    status="pending",
+                    owner_run_id=run_id,
+                    owner_attempt=attempt,
+                    lease_expires_at=now + timedelta(seconds=self.policy.lease_seconds),
+                    created_at=now,
+                )
+                session.add(call)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()  # another run inserted it first: read it again
+                    continue
+                return self._make_call(session, provider, request, call.id, None, run_id, attempt,
+                                       raw_path, stop, fence)  # fmt: skip
+            if (
+                call.status == "succeeded"
+                and call.raw_artifact_uri
+                and self.store.verify(call.raw_artifact_uri, call.raw_sha256)
+            ):
+                return RawOutput(
+                    uri=call.raw_artifact_uri,
+                    sha256=call.raw_sha256 or "",
+                    bytes=call.raw_bytes or 0,
+                    call_id=call.id,
+                    cached=True,
+                )
+            in_flight = call.status in ("pending", "submitted")
+            lease = call.lease_expires_at
+            mine = call.owner_run_id == run_id and (call.owner_attempt or 0) <= attempt
+            if in_flight and not mine and lease is not None and lease > now:
+                self._sleep(stop, wait)
+                wait = min(wait * 2, self.policy.wait_max)
+                continue
+            # Take the row over: resume its job when one is in flight; a failed
+            # call or a vanished cached file starts afresh.
+            job_id = call.job_id if in_flight else None
+            if self._take_over(session, call, run_id, attempt, job_id):
+                return self._make_call(session, provider, request, call.id, job_id, run_id,
+                                       attempt, raw_path, stop, fence)  # fmt: skip
+
+    def _take_over(
+        self, session: Session, call: ProviderCall, run_id: int, attempt: int, job_id: str | None
+    ) -> bool:
+        # Compare-and-set on what we read: of several takers, one changes the row.
+        stmt = (
+            update(ProviderCall)
+            .where(
+                ProviderCall.id == call.id,
+                ProviderCall.status == call.status,
+                _same(ProviderCall.owner_run_id, call.owner_run_id),
+                _same(ProviderCall.owner_attempt, call.owner_attempt),
+                _same(ProviderCall.lease_expires_at, call.lease_expires_at),
+            )
+            .values(
+                status="submitted" if job_id else "pending",
+                job_id=job_id,
+                owner_run_id=run_id,
+                owner_attempt=attempt,
+                lease_expires_at=_now() + timedelta(seconds=self.policy.lease_seconds),
+                error_class=None,
+                error_message=None,
+                finished_at=None,
+            )
+        )
+        return self._write(session, stmt)
+
+    def _owned(self, call_id: int, run_id: int, attempt: int) -> Any:
+        return update(ProviderCall).where(
+            ProviderCall.id == call_id,
+            ProviderCall.owner_run_id == run_id,
+            ProviderCall.owner_attempt == attempt,
+        )
+
+    def _write(self, session: Session, stmt: Any) -> bool:
+        """Run a conditional UPDATE in its own transaction; True when it hit the row."""
+        result = session.execute(stmt.execution_options(synchronize_session=False))
+        won = cast(CursorResult[Any], result).rowcount == 1
+        session.commit()
+        return won
+
+    def _renew(self, session: Session, call_id: int, run_id: int, attempt: int) -> None:
+        lease = _now() + timedelta(seconds=self.policy.lease_seconds)
+        stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=lease)
+        if not self._write(session, stmt):
+            raise LeaseLost(f"provider call {call_id} was taken over by another run")
+
+    def _fail(
+        self, session: Session, call_id: int, run_id: int, attempt: int, error: BaseException
+    ) -> None:
+        error_class = getattr(error, "error_class", "retryable")
+        stmt = self._owned(call_id, run_id, attempt).values(
+            status="failed",
+            error_class=error_class,
+            error_message=str(error)[:4000],
+            finished_at=_now(),
+            owner_run_id=None,
+            owner_attempt=None,
+            lease_expires_at=None,
+        )
+        self._write(session, stmt)
+
+    def _release(self, session: Session, call_id: int, run_id: int, attempt: int) -> None:
+        # The job may still be running at the provider: keep it (and its id) so
+        # the next taker polls it; only let the lease lapse now.
+        stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=_now())
+        self._write(session, stmt)
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        if stop.wait(max(0.0, seconds)):
+            raise LeaseLost("run stopped while waiting for a provider")
+
+    def _make_call(
+        self,
+        session: Session,
+        provider: Provider,
+        request: GenerationRequest,
+        call_id: int,
+        job_id: str | None,
+        run_id: int,
+        attempt: int,
+        raw_path: Path,
+        stop: threading.Event,
+        fence: Callable[[], None] | None,
+    ) -> RawOutput:
+        started = time.monotonic()
+        if job_id is None:
+            try:
+                job_id = provider.submit(request)
+            except BaseException as exc:
+                # Nothing (billable) is known to be running: the call failed.
+                self._fail(session, call_id, run_id, attempt, exc)
+                raise
+            stmt = self._owned(call_id, run_id, attempt).values(
+                status="submitted",
+                job_id=job_id,
+                submitted_at=_now(),
+                lease_expires_at=_now() + timedelta(seconds=self.policy.lease_seconds),
+            )
+            if not self._write(session, stmt):
+                raise LeaseLost(
+                    f"provider call {call_id} was taken over while submitting job {job_id}"
+                )
+        try:
+            self._await_job(session, provider, request, call_id, job_id, run_id, attempt, stop)
+            temp = self.store.temp_path(raw_path)
+            try:
+                result = provider.fetch(job_id, request, temp)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            stored = self.store.commit(temp, raw_path, sha256=result.sha256, before_rename=fence)
+        except TerminalError as exc:
+            self._fail(session, call_id, run_id, attempt, exc)
+            raise
+        except BaseException:
+            self._release(session, call_id, run_id, attempt)
+            raise
+        submitted_at = session.scalar(
+            select(ProviderCall.submitted_at).where(ProviderCall.id == call_id)
+        )
+        session.commit()
+        latency = (
+            (_now() - submitted_at).total_seconds()
+            if submitted_at is not None
+            else time.monotonic() - started
+        )
+        self._write(
+            session,
+            self._owned(call_id, run_id, attempt).values(
+                status="succeeded",
+                raw_artifact_uri=stored.uri,
+                raw_sha256=stored.sha256,
+                raw_bytes=stored.bytes,
+                cost=result.cost,
+                latency_seconds=latency,
+                finished_at=_now(),
+                owner_run_id=None,
+                owner_attempt=None,
+                lease_expires_at=None,
+            ),
+        )
+        return RawOutput(
+            uri=stored.uri, sha256=stored.sha256, bytes=stored.bytes, call_id=call_id, cached=False
+        )
+
+    def _await_job(
+        self,
+        session: Session,
+        provider: Provider,
+        request: GenerationRequest,
+        call_id: int,
+        job_id: str,
+        run_id: int,
+        attempt: int,
+        stop: threading.Event,
+    ) -> None:
+        delay = self.policy.poll_initial
+        while True:
+            if stop.is_set():
+                raise LeaseLost(f"run {run_id} stopped while polling job {job_id}")
+            status = provider.poll(job_id, request)
+            if status.state == "succeeded":
+                return
+            if status.state == "failed":
+                message = f"{request.provider}: job {job_id} failed: {status.error or 'no reason'}"
+                if status.retryable:
+                    error: RunError = RetryableError(message)
+                    self._fail(session, call_id, run_id, attempt, error)
+                    raise error
+                raise TerminalError(message)
+            self._renew(session, call_id, run_id, attempt)
+            pause = delay if status.retry_after is None else min(status.retry_after, delay)
+            self._sleep(stop, min(pause, self.policy.poll_max))
+            delay = min(delay * self.policy.poll_factor, self.policy.poll_max)

@@ -1,0 +1,126 @@
+"""The artifact store: files under a root directory, addressed by ``file://`` URIs.
+
+Layout: ``{run_id}/raw/raw.mp4``, ``{run_id}/canon/canon.mp4``,
+``{run_id}/metrics/frames.json``. Writes are atomic: content goes to a
+temporary name in the final directory, is fsynced, then renamed over the
+final name (and the directory fsynced), so a crash never leaves a half file
+under a final name. ``commit`` takes a ``before_rename`` hook: the run
+processor checks its fencing token there, so a worker that lost its run does
+not replace the new owner's file. The window left is the few microseconds
+between that check and the rename; a stale worker can at worst replace a
+file with one of identical meaning (same request, same canonical format)
+before the new owner's own rename replaces it again, and the database row
+(written under the fence) always carries the hash of the file its owner wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from reelbench.identity import sha256_file
+
+__all__ = ["ArtifactStore", "StoredFile", "path_from_uri"]
+
+ARTIFACT_NAMES = {
+    "raw": ("raw", "raw.mp4"),
+    "canon": ("canon", "canon.mp4"),
+    "frames": ("metrics", "frames.json"),
+}
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file in the store: where it is, its SHA-256 and size."""
+
+    uri: str
+    sha256: str
+    bytes: int
+
+    @property
+    def path(self) -> Path:
+        """Local path of the file."""
+        return path_from_uri(self.uri)
+
+
+def path_from_uri(uri: str) -> Path:
+    """The local path of a ``file://`` URI (``ValueError`` for other schemes)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        raise ValueError(f"unsupported artifact URI {uri!r}: only file:// URIs are stored now")
+    return Path(unquote(parts.path))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ArtifactStore:
+    """Artifacts of runs under ``root`` (created on first write)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def path_for(self, run_id: int, kind: str) -> Path:
+        """Final path of a run's artifact of ``kind`` (raw, canon, frames)."""
+        folder, name = ARTIFACT_NAMES[kind]
+        return self.root / str(run_id) / folder / name
+
+    def temp_path(self, final: Path) -> Path:
+        """A fresh temporary name next to ``final`` (same directory, so rename is atomic)."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+
+    def commit(
+        self,
+        temp: Path,
+        final: Path,
+        *,
+        sha256: str | None = None,
+        before_rename: Callable[[], None] | None = None,
+    ) -> StoredFile:
+        """fsync ``temp``, run ``before_rename`` (may raise), rename it to ``final``.
+
+        ``sha256``: the hash already computed while writing; otherwise the file
+        is hashed here (natively, streaming). On any exception ``temp`` is removed.
+        """
+        try:
+            with temp.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            size = temp.stat().st_size
+            digest = sha256 or sha256_file(temp)
+            if before_rename is not None:
+                before_rename()
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return StoredFile(uri=final.as_uri(), sha256=digest, bytes=size)
+
+    def write_bytes(
+        self, final: Path, data: bytes, *, before_rename: Callable[[], None] | None = None
+    ) -> StoredFile:
+        """Atomically write ``data`` to ``final``."""
+        temp = self.temp_path(final)
+        temp.write_bytes(data)
+        return self.commit(temp, final, before_rename=before_rename)
+
+    @staticmethod
+    def verify(uri: str, sha256: str | None) -> bool:
+        """True when the file at ``uri`` exists and its SHA-256 is ``sha256``."""
+        if not sha256:
+            return False
+        try:
+            path = path_from_uri(uri)
+        except ValueError:
+            return False
+        return path.is_file() and sha256_file(path) == sha256
