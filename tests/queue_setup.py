@@ -56,6 +56,7 @@ def attempt_rows(db: Database, run_id: int) -> list[dict[str, Any]]:
                 "error_message": r.error_message,
                 "error_traceback": r.error_traceback,
                 "finished": r.finished_at is not None,
+                "finished_at": r.finished_at,
             }
             for r in rows
         ]

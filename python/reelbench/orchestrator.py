@@ -45,13 +45,30 @@ from sqlalchemy.orm import Session, make_transient, sessionmaker
 
 from reelbench.context import Processor, RunContext, build_contexts
 from reelbench.db import claim as q
-from reelbench.db.experiments import find_experiment
+
+# Experiment-level queue operations, re-exported for callers driving workers in-process.
+from reelbench.db.experiments import (
+    ExperimentStatus,
+    cancel_experiment,
+    experiment_status,
+    find_experiment,
+    retry_experiment,
+)
 from reelbench.db.models import Experiment, Run, RunStatus
 from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.spec import RetryPolicy
 from reelbench.video.canonical import CanonicalFormat
 
-__all__ = ["RunOutcome", "WorkerOrchestrator", "WorkerStats", "default_worker_id"]
+__all__ = [
+    "ExperimentStatus",
+    "RunOutcome",
+    "WorkerOrchestrator",
+    "WorkerStats",
+    "cancel_experiment",
+    "default_worker_id",
+    "experiment_status",
+    "retry_experiment",
+]
 
 log = logging.getLogger("reelbench.worker")
 
