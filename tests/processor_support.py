@@ -19,11 +19,12 @@ from reelbench.call_cache import CallPolicy
 from reelbench.context import RunContext, build_context
 from reelbench.db import claim
 from reelbench.db.engine import Database, open_database
+from reelbench.orchestrator import WorkerOrchestrator, WorkerStats
 from reelbench.processor import RunProcessor
 from reelbench.spec import parse_spec
 from reelbench.submit import submit_spec
 
-__all__ = ["FAST", "SMALL_CANONICAL", "Lab", "counting_command"]
+__all__ = ["FAST", "SMALL_CANONICAL", "Lab", "calls", "counting_command", "work"]
 
 FAST = CallPolicy(poll_initial=0.01, poll_max=0.05, wait_initial=0.01, wait_max=0.05)
 SMALL_CANONICAL = {
@@ -99,12 +100,14 @@ class Lab:
         variants: list[dict[str, Any]],
         items: list[dict[str, Any]] | None = None,
         canonical: dict[str, Any] | None = None,
+        retry: dict[str, Any] | None = None,
     ) -> int:
         """Submit a spec; return the experiment id."""
         spec = parse_spec(
             {
                 "experiment": {"name": name},
                 "canonical": canonical or SMALL_CANONICAL,
+                "retry": retry or {},
                 "items": items or [{"id": "cat", "prompt": "a cat surfing"}],
                 "variants": variants,
             }
@@ -138,3 +141,18 @@ class Lab:
     def process_all(self, contexts: Iterable[RunContext]) -> list[tuple[str, str]]:
         """Process runs one after the other."""
         return [self.process(ctx) for ctx in contexts]
+
+
+def work(lab: Lab, experiment: str, *, concurrency: int = 2, use_cache: bool = True) -> WorkerStats:
+    """Run a real worker over the experiment until every run is finished."""
+    orchestrator = WorkerOrchestrator(
+        lab.db.sessions,
+        RunProcessor(policy=FAST),
+        concurrency=concurrency,
+        experiment=experiment,
+        use_cache=use_cache,
+        artifact_root=lab.artifacts,
+        poll_seconds=0.05,
+        lease_seconds=30,
+    )
+    return orchestrator.run_until_idle()
