@@ -147,3 +147,69 @@ def test_play_row_button_plays_every_video_of_the_row(loaded: Any) -> None:
         """
     )
     assert playing and all(playing)
+
+
+REAL_SPEC = """
+[experiment]
+name = "browser"
+
+[canonical]
+width = 96
+height = 64
+fps = 8
+crf = 30
+
+[[items]]
+id = "x"
+prompt = "<script>window.__pwned = 1</script> a cat"
+
+[[variants]]
+key = "wide"
+provider = "synthetic"
+model = "orbit"
+repeats = 2
+params = { seconds = 1, width = 128, height = 72, fps = 8 }
+
+[[variants]]
+key = "square"
+provider = "synthetic"
+model = "bars"
+params = { seconds = 1, width = 64, height = 64, fps = 8 }
+"""
+
+
+@pytest.fixture(scope="module")
+def real_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A report of runs made by the real pipeline (provider -> normalize -> metrics)."""
+    from click.testing import CliRunner
+
+    from reelbench.cli import main
+
+    root = tmp_path_factory.mktemp("real")
+    (root / "spec.toml").write_text(REAL_SPEC)
+    result = CliRunner().invoke(
+        main,
+        ["run", str(root / "spec.toml"), "--db", f"sqlite:///{root / 'db.sqlite'}",
+         "--artifacts", str(root / "art"), "--report", str(root / "report")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return root / "report" / "index.html"
+
+
+def test_canonical_videos_of_the_real_pipeline_play_in_chromium(
+    browser: Any, real_page: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(real_page.as_uri())
+    videos = browser.execute_async_script(WAIT_FOR_VIDEOS)
+    assert len(videos) == 3
+    for v in videos:
+        assert v["error"] is None and v["duration"] > 0 and v["width"] == 96, v
+    assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+    prompt = browser.find_element(By.CSS_SELECTOR, "td.item .prompt").text
+    assert prompt == "<script>window.__pwned = 1</script> a cat"
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert browser.find_elements(By.CSS_SELECTOR, "#frames svg polyline")
+    shot = tmp_path_factory.mktemp("screenshots") / "real-report.png"
+    assert browser.save_screenshot(str(shot))
