@@ -37,8 +37,10 @@ class Series:
 def _fmt(value: float) -> str:
     if value == 0:
         return "0"
-    if abs(value) >= 10000 or abs(value) < 0.01:
+    if abs(value) >= 100_000 or abs(value) < 0.01:
         return f"{value:.1e}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
     return f"{value:.3g}"
 
 
