@@ -266,3 +266,29 @@ fn percentiles_interpolate_like_numpy() {
     assert!((s.p95 - 86.0).abs() < 1e-12); // 70 + 0.8 * (90 - 70)
     assert!(Stats::of([f64::NAN]).is_none());
 }
+
+#[test]
+fn extreme_values_on_wide_frames_do_not_overflow_partial_sums() {
+    // A 0/255 checkerboard maximises |Laplacian| (1020) and squared
+    // differences; 9000 columns span several inner chunks.
+    let (w, h) = (9000, 5);
+    let board: Vec<u8> = (0..w * h)
+        .map(|i| if (i % w + i / w) % 2 == 0 { 0 } else { 255 })
+        .collect();
+    let inverse: Vec<u8> = board.iter().map(|&v| 255 - v).collect();
+    let (p, q) = (
+        Plane::packed(&board, w, h).unwrap(),
+        Plane::packed(&inverse, w, h).unwrap(),
+    );
+    assert_eq!(mse(p, q).unwrap(), 65025.0);
+    assert_eq!(mad(p, q).unwrap(), 255.0);
+    assert_eq!(psnr(p, q).unwrap(), 0.0);
+    // Interior Laplacians are ±1020 in equal numbers (odd interior width: off by one).
+    let s = sharpness(p);
+    assert!((s - 1020.0 * 1020.0).abs() < 1.0, "{s}");
+    let white = vec![255u8; w * h];
+    assert_eq!(
+        luma_stats(Plane::packed(&white, w, h).unwrap()),
+        (255.0, 0.0)
+    );
+}
