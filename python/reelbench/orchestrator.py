@@ -167,11 +167,12 @@ class WorkerOrchestrator:
         """Work until ``stop()`` (or, with ``drain``, until nothing is claimable)."""
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         if self.experiment is not None:
-            with self.sessions() as session:
-                self._experiment_id = self._db(
-                    "looking up the experiment",
-                    lambda: find_experiment(session, self.experiment or "").id,
-                )
+
+            def lookup() -> int:
+                with self.sessions() as session:
+                    return find_experiment(session, self.experiment or "").id
+
+            self._experiment_id = self._db("looking up the experiment", lookup)
         log.info(
             "worker %s started (concurrency %d, lease %.0fs%s)",
             self.worker_id,
@@ -269,6 +270,9 @@ class WorkerOrchestrator:
 
     def _claim_loop(self) -> None:
         while not self._stopping.is_set():
+            # Clear before reading the state: a completion after this point
+            # sets the event again, so no wake-up is lost.
+            self._wakeup.clear()
             with self._lock:
                 free = self.concurrency - len(self._in_flight)
                 busy = len(self._in_flight)
@@ -278,6 +282,7 @@ class WorkerOrchestrator:
             if busy and free < max(1, self.concurrency // 2):
                 # Claim in batches: wait a moment for more slots to free up
                 # rather than paying one claim transaction per run.
+                self._wakeup.clear()
                 self._wait(0.02)
                 with self._lock:
                     free = self.concurrency - len(self._in_flight)
@@ -293,7 +298,6 @@ class WorkerOrchestrator:
 
     def _wait(self, seconds: float) -> None:
         self._wakeup.wait(seconds)
-        self._wakeup.clear()
 
     def _idle(self) -> bool:
         with self._lock:
@@ -304,14 +308,17 @@ class WorkerOrchestrator:
         # run_until_idle: done only when nothing in scope is queued or running
         # (a queued retry waits out its backoff; another worker's run may
         # come back if that worker died).
-        with self.sessions() as session:
-            query = select(func.count()).where(
-                Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value])
-            )
-            if self._experiment_id is not None:
-                query = query.where(Run.experiment_id == self._experiment_id)
-            pending = self._db("checking for pending runs", lambda: session.execute(query).scalar())
-        return not pending
+        query = select(func.count()).where(
+            Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value])
+        )
+        if self._experiment_id is not None:
+            query = query.where(Run.experiment_id == self._experiment_id)
+
+        def count() -> int:
+            with self.sessions() as session:
+                return int(session.execute(query).scalar_one())
+
+        return self._db("checking for pending runs", count) == 0
 
     def _claim(self, limit: int) -> list[RunContext]:
         def claim_and_build() -> list[RunContext]:
@@ -346,6 +353,7 @@ class WorkerOrchestrator:
 
     def _finish_in_flight(self) -> None:
         while True:
+            self._wakeup.clear()
             with self._lock:
                 left = list(self._in_flight.values())
             if not left:
