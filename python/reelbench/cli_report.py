@@ -477,7 +477,12 @@ def run_command(
         click.echo(json.dumps(doc, indent=2))
     else:
         render_table(report, out)
-        out.print(f"report: [link={html_path.resolve().as_uri()}]{escape(str(html_path))}[/link]")
+        uri = html_path.resolve().as_uri()
+        out.print(
+            f"report: {escape(str(html_path))}  (open {escape(uri)})",
+            highlight=False,
+            soft_wrap=True,
+        )
         out.print(f"json:   {escape(str(json_path))}", highlight=False)
     if not completed or pending:
         Console(stderr=True).print(
