@@ -243,3 +243,12 @@ def test_unknown_experiment_filter_is_reported(db: Database, tmp_path: Path) -> 
     queue_runs(db)
     with pytest.raises(LookupError, match=r"no experiment named 'nope'.*known experiments: exp"):
         worker(db, Scripted(), tmp_path, experiment="nope", drain=True).run()
+
+
+def test_experiment_filter_claims_only_that_experiment(db: Database, tmp_path: Path) -> None:
+    first = queue_runs(db, items=2, name="first")
+    second = [i for i in queue_runs(db, items=3, name="second") if i not in first]
+    stats = worker(db, Scripted(), tmp_path, experiment="second", drain=True).run()
+    assert stats.succeeded == 3
+    assert {run_row(db, i).status for i in first} == {"queued"}
+    assert {run_row(db, i).status for i in second} == {"succeeded"}
