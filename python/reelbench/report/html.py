@@ -35,6 +35,13 @@ __all__ = ["VIDEO_DIR", "artifact_path", "load_frames", "render_html", "write_ht
 
 VIDEO_DIR = "videos"
 
+#: Per-frame plots are drawn for this many items (the page must stay loadable).
+MAX_PLOTTED_ITEMS = 50
+#: Points per plotted series; longer videos are sampled every n-th frame.
+MAX_PLOT_POINTS = 240
+#: Above this many players, videos load on play instead of fetching metadata up front.
+MAX_PRELOADED_VIDEOS = 300
+
 #: Per-frame metrics plotted for each item, in this order, when present.
 PLOTTED_FRAME_METRICS = (
     "ssim_ref",
@@ -198,6 +205,8 @@ class _Page:
         self.out_dir = out_dir
         self.artifact_root = artifact_root
         self.colors = {v.key: PALETTE[i % len(PALETTE)] for i, v in enumerate(report.variants)}
+        players = sum(1 for r in report.runs if r.status == "succeeded")
+        self.preload = "metadata" if players <= MAX_PRELOADED_VIDEOS else "none"
 
     # -- videos -------------------------------------------------------------
     def video_src(self, uri: str | None, sha256: str | None, prefix: str = "") -> str | None:
@@ -365,7 +374,7 @@ class _Page:
             extra = f" &middot; {_e(' · '.join(headline))}" if headline else ""
             return (
                 f'<div class="run" data-run="{run.run_id}"><video src="{_e(src)}" controls muted '
-                'loop playsinline preload="metadata"></video>'
+                f'loop playsinline preload="{self.preload}"></video>'
                 f'<div class="caption">{caption}{extra}</div></div>'
             )
         if run.status in ("failed", "cancelled"):
@@ -401,7 +410,7 @@ class _Page:
             ref = self.reference_src(item.key, (x for rs in cells_runs.values() for x in rs))
             ref_html = (
                 f'<div class="run"><video src="{_e(ref)}" controls muted loop playsinline '
-                'preload="metadata"></video><div class="caption">reference</div></div>'
+                f'preload="{self.preload}"></video><div class="caption">reference</div></div>'
                 if ref
                 else ""
             )
@@ -447,7 +456,7 @@ class _Page:
             )
             + '<span class="muted">dashed: repeats after the first</span></p>'
         )
-        for item in r.items:
+        for item in r.items[:MAX_PLOTTED_ITEMS]:
             per_run: list[tuple[RunRecord, list[dict[str, Any]]]] = []
             for v in r.variants:
                 for run in r.cell(item.key, v.key):
@@ -458,20 +467,30 @@ class _Page:
             if not per_run:
                 continue
             charts = []
+            longest = max(len(frames) for _, frames in per_run)
+            # Every n-th frame of long videos (the same n for all runs, so the
+            # x positions line up): the page stays small, the curves keep their
+            # shape, and frames.json still has every frame.
+            stride = max(1, -(-longest // MAX_PLOT_POINTS))
             for metric in PLOTTED_FRAME_METRICS:
                 series = [
                     Series(
                         label=f"{run.variant_key} repeat {run.repeat}",
                         color=self.colors[run.variant_key],
-                        values=[_as_float(f.get(metric)) for f in frames],
+                        values=[_as_float(f.get(metric)) for f in frames[::stride]],
                         dashed=run.repeat > 0,
                     )
                     for run, frames in per_run
                 ]
                 if any(v is not None for s in series for v in s.values):
-                    charts.append(line_chart(metric, series))
+                    charts.append(line_chart(metric, series, last_frame=longest - 1))
             sections.append(f'<h3>{_e(item.key)}</h3><div class="charts">{"".join(charts)}</div>')
         body = "".join(sections) or '<p class="muted">No per-frame metrics available.</p>'
+        if len(r.items) > MAX_PLOTTED_ITEMS:
+            body += (
+                f'<p class="muted">Plots for the first {MAX_PLOTTED_ITEMS} of {len(r.items)} '
+                "items; every run's per-frame values are in its frames.json.</p>"
+            )
         return f'<section id="frames"><h2>Per-frame metrics</h2>{legend}{body}</section>'
 
     def failures(self) -> str:

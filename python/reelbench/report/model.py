@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from reelbench.errors import ReelbenchError
 from reelbench.results import ExperimentInfo, RunRecord
@@ -173,9 +174,20 @@ class Report:
     seed_checks: list[SeedCheck] = field(default_factory=list)
     seed_verdicts: list[SeedVerdict] = field(default_factory=list)
 
+    @cached_property
+    def _cells(self) -> dict[tuple[str, str], list[RunRecord]]:
+        cells: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+        for r in self.runs:
+            cells[r.item_key, r.variant_key].append(r)
+        return cells
+
+    @cached_property
+    def _comparisons(self) -> dict[tuple[str, str], BaselineComparison]:
+        return {(c.variant, c.metric): c for c in self.comparisons}
+
     def cell(self, item: str, variant: str) -> list[RunRecord]:
         """The runs of one item x variant, by repeat."""
-        return [r for r in self.runs if r.item_key == item and r.variant_key == variant]
+        return list(self._cells.get((item, variant), ()))
 
     @property
     def failures(self) -> list[RunRecord]:
@@ -187,7 +199,7 @@ class Report:
         """Runs per status over the whole experiment."""
         return dict(Counter(r.status for r in self.runs))
 
-    @property
+    @cached_property
     def shown_metric_names(self) -> list[str]:
         """Metrics with a value somewhere; tables skip those undefined everywhere.
 
@@ -198,10 +210,7 @@ class Report:
 
     def comparison(self, variant: str, metric: str) -> BaselineComparison | None:
         """The baseline comparison of one variant and metric, if a baseline was asked for."""
-        for c in self.comparisons:
-            if c.variant == variant and c.metric == metric:
-                return c
-        return None
+        return self._comparisons.get((variant, metric))
 
 
 def order_metric_names(names: Iterable[str]) -> list[str]:

@@ -44,10 +44,19 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def line_chart(title: str, series: Sequence[Series], *, width: int = 300, height: int = 110) -> str:
+def line_chart(
+    title: str,
+    series: Sequence[Series],
+    *,
+    width: int = 300,
+    height: int = 110,
+    last_frame: int | None = None,
+) -> str:
     """An SVG chart of several series over frame index; gaps where values are missing.
 
-    Every string placed in the SVG is escaped: labels come from user spec keys.
+    ``last_frame`` labels the x axis when the series are sampled (every n-th
+    frame); by default it is the longest series' last index. Every string
+    placed in the SVG is escaped: labels come from user spec keys.
     """
     left, right, top, bottom = 50, 6, 16, 16
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -83,7 +92,7 @@ def line_chart(title: str, series: Sequence[Series], *, width: int = 300, height
         f"{_fmt(lo)}</text>",
         f'<text x="{left}" y="{height - 3}" class="chart-axis">0</text>',
         f'<text x="{left + plot_w}" y="{height - 3}" class="chart-axis" text-anchor="end">'
-        f"frame {n - 1}</text>",
+        f"frame {n - 1 if last_frame is None else last_frame}</text>",
     ]
     for s in series:
         # Split at missing values so a gap is drawn as a gap, not a straight jump.
