@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 from report_data import XSS_PROMPT, Fixture, make_sqlite_database
 
-from reelbench.report import Report, load_report, report_paths, write_report_files
+from reelbench.report import (
+    Report,
+    build_report,
+    load_report,
+    report_paths,
+    write_report_files,
+)
 from reelbench.report.html import render_html, write_html
+from reelbench.results import RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +115,41 @@ def test_report_folder_holds_page_json_and_videos(report: Report, tmp_path: Path
     assert any((tmp_path / "rep/videos").iterdir())
     assert report_paths(tmp_path / "x.html") == (tmp_path / "x.html", tmp_path / "x.json")
     assert not list(tmp_path.glob("rep/.*.tmp"))
+
+
+def _records_with_frames(root: Path, items: int, frames: int) -> list[RunRecord]:
+    records = []
+    for i in range(items):
+        path = root / f"{i}" / "frames.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(
+            json.dumps({"frames": [{"index": f, "luma_mean": float(f % 7)} for f in range(frames)]})
+        )
+        records.append(
+            RunRecord(
+                run_id=i + 1, experiment="big", item_key=f"item-{i}", prompt="p",
+                variant_key="v", provider="synthetic", model=None, repeat=0, seed=i,
+                status="succeeded", attempt=1, frames_uri=path.as_uri(),
+                metrics={"luma_mean": {"mean": 3.0}},
+            )
+        )  # fmt: skip
+    return records
+
+
+def test_long_videos_are_plotted_sampled_with_the_true_frame_count(
+    report: Report, tmp_path: Path
+) -> None:
+    big = build_report(report.experiment, _records_with_frames(tmp_path, 1, 1000))
+    page = render_html(big)
+    (points,) = re.findall(r'<polyline points="([^"]+)"', page)
+    # At most 240 points: every 5th of the 1000 frames.
+    assert len(points.split()) == 200
+    assert "frame 999" in page
+
+
+def test_plots_are_limited_to_the_first_items_with_a_note(report: Report, tmp_path: Path) -> None:
+    many = build_report(report.experiment, _records_with_frames(tmp_path, 52, 4))
+    page = render_html(many)
+    frames = page[page.index('id="frames"') : page.index('id="failures"')]
+    assert frames.count("<h3>") == 50
+    assert "Plots for the first 50 of 52 items" in frames
