@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -13,6 +14,7 @@ from odd_videos import ODD_INPUTS, make_video
 from processor_support import FAST, Lab, calls, counting_command
 from sqlalchemy import select, update
 
+from reelbench.context import RunContext
 from reelbench.db.models import Artifact, Metric, ProviderCall, Run
 from reelbench.errors import LeaseLost, TerminalError
 from reelbench.identity import sha256_file
@@ -144,19 +146,15 @@ def test_failed_call_is_not_cached(sqlite_lab: Lab, tmp_path: Path) -> None:
     assert calls(tmp_path) == 2
 
 
-def test_two_runs_with_the_same_request_in_flight_make_one_call(lab: Lab, tmp_path: Path) -> None:
-    variant = {
-        "key": "local",
-        "provider": "command",
-        "params": {"command": counting_command(tmp_path, sleep=1.0)},
-    }
-    contexts = [*lab.claim(lab.submit("a", [variant])), *lab.claim(lab.submit("b", [variant]))]
-    results: list[tuple[str, str]] = []
+def _process_concurrently(
+    lab: Lab, contexts: list[RunContext], processor: RunProcessor
+) -> list[str]:
+    results: list[str] = []
     errors: list[BaseException] = []
 
-    def work(ctx: object) -> None:
+    def work(ctx: RunContext) -> None:
         try:
-            results.append(lab.process(ctx))  # type: ignore[arg-type]
+            results.append(lab.process(ctx, processor)[1])
         except BaseException as exc:
             errors.append(exc)
 
@@ -166,8 +164,37 @@ def test_two_runs_with_the_same_request_in_flight_make_one_call(lab: Lab, tmp_pa
     for thread in threads:
         thread.join(120)
     assert not errors
+    return results
+
+
+def test_two_runs_with_the_same_request_in_flight_make_one_call(lab: Lab, tmp_path: Path) -> None:
+    variant = {
+        "key": "local",
+        "provider": "command",
+        "params": {"command": counting_command(tmp_path, sleep=1.0)},
+    }
+    contexts = [*lab.claim(lab.submit("a", [variant])), *lab.claim(lab.submit("b", [variant]))]
+    results = _process_concurrently(lab, contexts, RunProcessor(policy=FAST))
     assert calls(tmp_path) == 1
-    assert len(results) == 2 and results[0][1] == results[1][1]
+    assert len(results) == 2 and results[0] == results[1]
+
+
+def test_a_call_longer_than_its_lease_is_not_taken_over(sqlite_lab: Lab, tmp_path: Path) -> None:
+    # The program runs 1.5 s, five times the call lease: the owner keeps
+    # renewing the lease while it waits, so the other run keeps waiting.
+    variant = {
+        "key": "local",
+        "provider": "command",
+        "params": {"command": counting_command(tmp_path, sleep=1.5)},
+    }
+    contexts = [
+        *sqlite_lab.claim(sqlite_lab.submit("a", [variant])),
+        *sqlite_lab.claim(sqlite_lab.submit("b", [variant])),
+    ]
+    policy = replace(FAST, lease_seconds=0.3)
+    results = _process_concurrently(sqlite_lab, contexts, RunProcessor(policy=policy))
+    assert calls(tmp_path) == 1
+    assert len(results) == 2
 
 
 @pytest.mark.parametrize("name", sorted(ODD_INPUTS))

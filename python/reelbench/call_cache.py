@@ -285,6 +285,53 @@ class ProviderCallCache:
         stop: threading.Event,
         fence: Callable[[], None] | None,
     ) -> RawOutput:
+        # A submit, a local program or a download can outlast the lease: keep
+        # renewing it from a thread (own session) so waiters never take over a
+        # call that is still being made.
+        done = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_lease,
+            args=(session.get_bind(), call_id, run_id, attempt, done),
+            name=f"provider-call-{call_id}-lease",
+            daemon=True,
+        )
+        keeper.start()
+        try:
+            return self._make_owned_call(session, provider, request, call_id, job_id, run_id,
+                                         attempt, raw_path, stop, fence)  # fmt: skip
+        finally:
+            done.set()
+            keeper.join()
+
+    def _keep_lease(
+        self, bind: Any, call_id: int, run_id: int, attempt: int, done: threading.Event
+    ) -> None:
+        interval = max(0.05, self.policy.lease_seconds / 4)
+        while not done.wait(interval):
+            lease = _now() + timedelta(seconds=self.policy.lease_seconds)
+            try:
+                with Session(bind) as session:
+                    stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=lease)
+                    if not self._write(session, stmt):
+                        return  # finished, failed or taken over: nothing left to keep
+            except Exception:
+                # A database hiccup: the next round tries again; the poll loop's
+                # own renewals notice a real loss of the call.
+                continue
+
+    def _make_owned_call(
+        self,
+        session: Session,
+        provider: Provider,
+        request: GenerationRequest,
+        call_id: int,
+        job_id: str | None,
+        run_id: int,
+        attempt: int,
+        raw_path: Path,
+        stop: threading.Event,
+        fence: Callable[[], None] | None,
+    ) -> RawOutput:
         started = time.monotonic()
         if job_id is None:
             try:
