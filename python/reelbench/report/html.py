@@ -187,10 +187,12 @@ def _num_cell(
     digits: int = 4,
     extra: str = "",
     fmt: Callable[[float], str] | None = None,
+    title: str = "",
 ) -> str:
     sort = "" if value is None else repr(value)
     text = fmt_number(value, digits) if fmt is None or value is None else fmt(value)
-    return f'<td class="num" data-sort="{sort}">{_e(text)}{extra}</td>'
+    tip = f' title="{_e(title)}"' if title else ""
+    return f'<td class="num" data-sort="{sort}"{tip}>{_e(text)}{extra}</td>'
 
 
 def _text_cell(value: object) -> str:
@@ -290,7 +292,11 @@ class _Page:
                     if spread.n > 1
                     else ""
                 )
-                cells.append(_num_cell(spread.mean, extra=std))
+                tip = (
+                    f"n={spread.n}, min={fmt_number(spread.min)}, max={fmt_number(spread.max)}"
+                    + (f", {spread.missing} undefined" if spread.missing else "")
+                )
+                cells.append(_num_cell(spread.mean, extra=std, title=tip))
             rows.append(f"<tr>{''.join(cells)}</tr>")
         out = (
             '<section id="summary"><h2>Summary</h2>'
