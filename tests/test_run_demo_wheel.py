@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from reelbench.db.models import Metric
 
-pytestmark = pytest.mark.slow
+# Installing the dependencies into a new environment downloads them when
+# pip's cache is cold: allow for a slow index.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo.toml"
