@@ -227,3 +227,50 @@ def test_report_without_database_exits_2_and_creates_nothing(tmp_path: Path) -> 
     assert code == 2
     assert "no database at" in err
     assert not list(tmp_path.rglob("reelbench.db"))
+
+
+SEEDED = """
+[experiment]
+name = "seeded"
+
+[canonical]
+width = 64
+height = 48
+fps = 8
+crf = 30
+
+[[items]]
+id = "a"
+prompt = "same request twice"
+
+[[variants]]
+key = "fixed"
+provider = "synthetic"
+repeats = 2
+params = { seconds = 0.5, width = 64, height = 48, fps = 8, seed = 5 }
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "calls", "verdict"),
+    [([], 1, "cached"), (["--no-cache"], 2, "reproducible")],
+)
+def test_no_cache_makes_repeated_requests_real_calls_for_the_seed_check(
+    tmp_path: Path, flags: list[str], calls: int, verdict: str
+) -> None:
+    spec = tmp_path / "seeded.toml"
+    spec.write_text(SEEDED)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    code, _, err = invoke(
+        ["run", str(spec), "--db", url, "--artifacts", str(tmp_path / "art"), "--json",
+         "--report", str(tmp_path / "out"), *flags],
+        tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    engine = create_engine(url)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(ProviderCall)) == calls
+    engine.dispose()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (variant,) = report["variants"]
+    assert variant["seed_check"]["verdict"] == verdict
