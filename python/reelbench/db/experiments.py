@@ -75,19 +75,20 @@ def experiment_status(
         if name is not None:
             query = query.where(Experiment.id == find_experiment(session, name).id)
         experiments = session.execute(query).all()
-        counts: dict[int, dict[str, int]] = {e.id: dict.fromkeys(_STATES, 0) for e in experiments}
+        ids = [e.id for e in experiments]
+        counts: dict[int, dict[str, int]] = {i: dict.fromkeys(_STATES, 0) for i in ids}
         for exp_id, status, n in session.execute(
-            select(Run.experiment_id, Run.status, func.count()).group_by(
-                Run.experiment_id, Run.status
-            )
+            select(Run.experiment_id, Run.status, func.count())
+            .where(Run.experiment_id.in_(ids))
+            .group_by(Run.experiment_id, Run.status)
         ).all():
-            if exp_id in counts:
-                counts[exp_id][status] = int(n)
+            counts[exp_id][status] = int(n)
         recent = {
             row[0]: (int(row[1]), row[2])
             for row in session.execute(
                 select(Run.experiment_id, func.count(), func.min(Run.finished_at))
                 .where(
+                    Run.experiment_id.in_(ids),
                     Run.finished_at >= since,
                     Run.status.in_([RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]),
                 )
