@@ -259,3 +259,32 @@ def test_stop_event_raises_lease_lost(sqlite_lab: Lab) -> None:
     ctx.stop.set()
     with sqlite_lab.db.sessions() as session, pytest.raises(LeaseLost):
         RunProcessor(policy=FAST).process(ctx, session)
+
+
+def test_fresh_call_never_overwrites_a_raw_file_other_runs_reuse(
+    sqlite_lab: Lab, tmp_path: Path
+) -> None:
+    variant = {
+        "key": "local",
+        "provider": "command",
+        "params": {"command": counting_command(tmp_path)},
+    }
+    (first,) = sqlite_lab.claim(sqlite_lab.submit("a", [variant]))
+    sqlite_lab.process(first)
+    (hit,) = sqlite_lab.claim(sqlite_lab.submit("b", [variant]))
+    sqlite_lab.process(hit)  # a cache hit on the first run's raw file
+    # The first run is run again without the cache: a new call, same run folder.
+    with sqlite_lab.db.sessions() as session:
+        session.execute(update(Run).where(Run.id == first.run_id).values(status="queued"))
+        session.commit()
+    (again,) = sqlite_lab.claim(first.experiment_id)
+    sqlite_lab.process(replace(again, use_cache=False))
+    assert calls(tmp_path) == 2
+    with sqlite_lab.db.sessions() as session:
+        raws = {
+            a.run_id: a for a in session.scalars(select(Artifact).where(Artifact.kind == "raw"))
+        }
+    assert raws[first.run_id].uri.endswith("/raw/raw-call2.mp4")
+    assert raws[hit.run_id].uri.endswith(f"/{first.run_id}/raw/raw.mp4")
+    for artifact in raws.values():
+        assert sha256_file(path_from_uri(artifact.uri)) == artifact.sha256

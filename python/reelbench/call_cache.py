@@ -352,6 +352,7 @@ class ProviderCallCache:
                 )
         try:
             self._await_job(session, provider, request, call_id, job_id, run_id, attempt, stop)
+            raw_path = self._free_raw_path(session, raw_path, call_id)
             temp = self.store.temp_path(raw_path)
             try:
                 result = provider.fetch(job_id, request, temp)
@@ -392,6 +393,25 @@ class ProviderCallCache:
         return RawOutput(
             uri=stored.uri, sha256=stored.sha256, bytes=stored.bytes, call_id=call_id, cached=False
         )
+
+    @staticmethod
+    def _free_raw_path(session: Session, raw_path: Path, call_id: int) -> Path:
+        """``raw_path``, unless another call's cached result lives there.
+
+        Other runs' artifact rows may point at that file (cache hits), so it
+        is never replaced; the new output goes next to it instead.
+        """
+        other = session.scalar(
+            select(ProviderCall.id).where(
+                ProviderCall.raw_artifact_uri == raw_path.as_uri(),
+                ProviderCall.id != call_id,
+                ProviderCall.status == "succeeded",
+            )
+        )
+        session.commit()
+        if other is None:
+            return raw_path
+        return raw_path.with_name(f"{raw_path.stem}-call{call_id}{raw_path.suffix}")
 
     def _await_job(
         self,
