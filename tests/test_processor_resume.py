@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from reelbench.errors import TerminalError
 from reelbench.processor import RunProcessor
 from reelbench.providers.base import GenerationRequest
 from reelbench.providers.synthetic import render_video
+from reelbench.report import load_report, write_csv, write_report_files
 
 TOKEN = "r8_TopSecretToken_4f9a"
 FAL_KEY = "fal-TopSecretKey:77aa"
@@ -50,6 +52,7 @@ WORKER = textwrap.dedent(
     from reelbench.context import build_context
     from reelbench.db.engine import open_database
     from reelbench.processor import RunProcessor
+from reelbench.report import load_report, write_csv, write_report_files
 
     url, run_id, attempt, artifacts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     db = open_database(url)
@@ -133,8 +136,9 @@ def _everything_stored(lab: Lab) -> str:
     return "\n".join(parts)
 
 
-def test_api_keys_reach_no_table_artifact_or_log(
+def test_api_keys_reach_no_table_artifact_log_or_report(
     lab: Lab,
+    tmp_path: Path,
     served_video: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -165,10 +169,17 @@ def test_api_keys_reach_no_table_artifact_or_log(
     assert all(
         r.headers["Authorization"].endswith(TOKEN) for r in rep.received if r.method == "POST"
     )
+    report = load_report("secrets", lab.db.url)
+    html, json_doc = write_report_files(report, tmp_path / "report", artifact_root=lab.artifacts)
+    csv = io.StringIO()
+    write_csv(report, csv)
+    reported = html.read_text() + json_doc.read_text() + csv.getvalue()
+    assert "rep-fail" in reported
     stored = _everything_stored(lab)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in (TOKEN, FAL_KEY):
         assert secret not in stored
+        assert secret not in reported
         assert secret not in logged
         assert all(secret not in m for m in messages)
     assert "[redacted]" in stored, "the echoed key was replaced in the recorded error"
