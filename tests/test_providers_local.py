@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from reelbench.errors import RetryableError, TerminalError
+from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.identity import sha256_file
 from reelbench.providers import (
     GenerationRequest,
@@ -186,6 +190,33 @@ def test_command_outcomes(
     request = _command(tmp_path, script, timeout_seconds=0.5)
     with pytest.raises(error, match=message):
         _fetch(request, tmp_path / "out.mp4")
+
+
+def test_stopping_the_run_kills_a_running_program(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script = (
+        "import os, subprocess, sys, time\n"
+        # A child in the same process group: it must die with the program.
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(marker)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    stop = threading.Event()
+    request = replace(_command(tmp_path, script), stop=stop)
+    threading.Timer(1.0, stop.set).start()
+    with pytest.raises(LeaseLost, match="stopped"):
+        _fetch(request, tmp_path / "out.mp4")
+    child = int(marker.read_text())
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break  # killed, waiting to be reaped by init
+        time.sleep(0.05)
+    else:
+        pytest.fail("the program's child survived the stop")
 
 
 def test_command_not_found_is_terminal(tmp_path: Path) -> None:

@@ -187,6 +187,7 @@ class RunProcessor:
             item_id=ctx.item_key,
             image=str(image) if image else None,
             attempt=ctx.attempt,
+            stop=ctx.stop,
         )
         cache = ProviderCallCache(store, self.policy)
         return cache.obtain(

@@ -19,6 +19,7 @@ error message, a job id or a returned value.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class GenerationRequest:
 
     ``attempt`` is the run's attempt number; it is not part of the request's
     identity (the cache key) and only lets fault injection vary per attempt.
+    ``stop`` is set when the run must stop (lease lost, run cancelled):
+    providers that work for long in ``fetch`` should check it and raise
+    :class:`reelbench.errors.LeaseLost`.
     """
 
     provider: str
@@ -51,6 +55,7 @@ class GenerationRequest:
     item_id: str = ""
     image: str | None = None
     attempt: int = 1
+    stop: threading.Event | None = field(default=None, compare=False, repr=False)
 
     def payload(self) -> dict[str, Any]:
         """The JSON form handed to local programs (``command`` provider)."""

@@ -25,16 +25,18 @@ Error messages carry the last lines of the program's stderr.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reelbench.errors import RetryableError, TerminalError
+from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.identity import canonical_json, sha256_file
 from reelbench.providers.base import FetchResult, GenerationRequest, JobStatus
 from reelbench.providers.params import check_known_keys, number_param
@@ -103,19 +105,7 @@ class CommandProvider:
                 f"command provider: cannot start {argv[0]!r}: {exc.strerror or exc}; "
                 "check params.command"
             ) from exc
-        try:
-            _, stderr = proc.communicate(json.dumps(payload).encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, stderr = proc.communicate()
-            raise RetryableError(
-                f"command provider: {argv[0]!r} ran longer than timeout_seconds={timeout:g} "
-                f"and was killed{_tail(stderr)}"
-            ) from None
-        except BrokenPipeError:
-            # The program exited without reading stdin; its exit status decides.
-            proc.wait()
-            stderr = proc.stderr.read() if proc.stderr else b""
+        stderr = self._wait(proc, json.dumps(payload).encode(), timeout, argv[0], request)
         code = proc.returncode
         if code < 0:
             raise RetryableError(
@@ -134,6 +124,45 @@ class CommandProvider:
                 f"${OUTPUT_ENV} ({dest}){_tail(stderr)}"
             )
         return FetchResult(sha256=sha256_file(dest), bytes=dest.stat().st_size)
+
+    @staticmethod
+    def _wait(
+        proc: subprocess.Popen[bytes],
+        stdin: bytes,
+        timeout: float,
+        program: str,
+        request: GenerationRequest,
+    ) -> bytes:
+        """Feed stdin, wait for the exit; kill the group on timeout or when the run stops."""
+        deadline = time.monotonic() + timeout
+        data: bytes | None = stdin
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                # Short slices so a cancelled run or a lost lease stops the program soon.
+                _, stderr = proc.communicate(data, timeout=max(0.01, min(0.5, remaining)))
+                return stderr or b""
+            except subprocess.TimeoutExpired:
+                data = None  # communicate keeps feeding what it started with
+            except BrokenPipeError:
+                # The program exited without reading stdin; its exit status decides.
+                proc.wait()
+                return proc.stderr.read() if proc.stderr else b""
+            if request.stop is not None and request.stop.is_set():
+                _kill(proc)
+                raise LeaseLost(f"command provider: {program!r} stopped: the run must stop")
+            if time.monotonic() >= deadline:
+                stderr = _kill(proc)
+                raise RetryableError(
+                    f"command provider: {program!r} ran longer than timeout_seconds="
+                    f"{timeout:g} and was killed{_tail(stderr)}"
+                )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> bytes:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.communicate()[1] or b""
 
 
 def _tail(stderr: bytes | None) -> str:

@@ -114,6 +114,10 @@ class FalProvider:
             raise TerminalError(f"fal: the result of request {job_id} has no video URL")
         max_bytes = int(request.params.get("max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES))
         sha, size = self.api.download(
-            url, dest, max_bytes=max_bytes, base_url=self.api.base_url(request.params)
+            url,
+            dest,
+            max_bytes=max_bytes,
+            base_url=self.api.base_url(request.params),
+            stop=request.stop,
         )
         return FetchResult(sha256=sha, bytes=size)

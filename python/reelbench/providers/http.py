@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reelbench.errors import RetryableError, TerminalError
+from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.identity import Sha256
 
 __all__ = [
@@ -176,7 +176,15 @@ class HttpApi:
             message += f" (check {self.key_env})"
         raise TerminalError(message)
 
-    def download(self, url: str, dest: Path, *, max_bytes: int, base_url: str) -> tuple[str, int]:
+    def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        base_url: str,
+        stop: threading.Event | None = None,
+    ) -> tuple[str, int]:
         """Stream ``url`` into ``dest`` hashing on the way; return (sha256, bytes).
 
         The API key is sent only to the API's own host: output files usually
@@ -200,6 +208,8 @@ class HttpApi:
                     )
                 with dest.open("wb") as out:
                     for chunk in response.iter_bytes(_CHUNK):
+                        if stop is not None and stop.is_set():
+                            raise LeaseLost(f"{self.provider}: download stopped (run stopping)")
                         size += len(chunk)
                         if size > max_bytes:
                             raise TerminalError(

@@ -116,7 +116,11 @@ class ReplicateProvider:
             raise TerminalError(f"replicate: prediction {job_id} has no output URL")
         max_bytes = int(request.params.get("max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES))
         sha, size = self.api.download(
-            url, dest, max_bytes=max_bytes, base_url=self.api.base_url(request.params)
+            url,
+            dest,
+            max_bytes=max_bytes,
+            base_url=self.api.base_url(request.params),
+            stop=request.stop,
         )
         metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
         info = {"predict_time": metrics.get("predict_time")} if metrics else {}
