@@ -137,13 +137,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        # No overflow limit: a worker's threads hold at most one connection
+        # each, so --concurrency already bounds the count; a fixed cap would
+        # make threads time out waiting for the pool instead.
+        options: dict[str, Any] = {
+            "connect_args": {"check_same_thread": False},
+            "pool_size": 5,
+            "max_overflow": -1,
+        }
         options.update(kwargs)
         engine = create_engine(url, **options)
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        options = {"pool_size": 10, "max_overflow": 20}
+        options = {"pool_size": 10, "max_overflow": -1}  # see the SQLite case
         options.update(kwargs)
         engine = create_engine(url, **options)
         _ping_idle_connections(engine)
