@@ -52,7 +52,6 @@ WORKER = textwrap.dedent(
     from reelbench.context import build_context
     from reelbench.db.engine import open_database
     from reelbench.processor import RunProcessor
-from reelbench.report import load_report, write_csv, write_report_files
 
     url, run_id, attempt, artifacts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     db = open_database(url)
