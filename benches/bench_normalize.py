@@ -37,7 +37,7 @@ from reelbench.video.normalize import filter_chain, normalize_video
 THREADS = 2
 SECONDS, FPS, W, H = 10, 24, 1920, 1080
 CANON = CanonicalFormat(width=1280, height=720, fps=24, crf=18, preset="veryfast")
-ROUNDS = 3
+ROUNDS = 5
 
 
 @pytest.fixture(scope="module")
