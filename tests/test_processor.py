@@ -12,6 +12,7 @@ import av
 import pytest
 from odd_videos import ODD_INPUTS, make_video
 from processor_support import FAST, Lab, calls, counting_command
+from provider_servers import serve_replicate
 from sqlalchemy import select, update
 
 from reelbench.context import RunContext
@@ -19,6 +20,8 @@ from reelbench.db.models import Artifact, Metric, ProviderCall, Run
 from reelbench.errors import LeaseLost, TerminalError
 from reelbench.identity import sha256_file
 from reelbench.processor import RunProcessor
+from reelbench.providers.base import GenerationRequest
+from reelbench.providers.synthetic import render_video
 from reelbench.storage import path_from_uri
 
 SYNTHETIC = {
@@ -71,6 +74,7 @@ def test_synthetic_run_writes_canonical_video_metrics_and_rows(lab: Lab) -> None
         assert artifacts["raw"].uri.endswith(f"/{ctx.run_id}/raw/raw.mp4")
         call = session.scalars(select(ProviderCall)).one()
         assert call.status == "succeeded" and call.raw_sha256 == artifacts["raw"].sha256
+        assert call.cost == 0.0 and call.latency_seconds is not None and call.job_id
         assert run.provider_call_id == call.id
         metrics = {(m.name, m.stat): m.value for m in session.scalars(select(Metric))}
     assert 0 < metrics[("ssim_prev", "mean")] < 1  # type: ignore[operator]
@@ -288,3 +292,22 @@ def test_fresh_call_never_overwrites_a_raw_file_other_runs_reuse(
     assert raws[hit.run_id].uri.endswith(f"/{first.run_id}/raw/raw.mp4")
     for artifact in raws.values():
         assert sha256_file(path_from_uri(artifact.uri)) == artifact.sha256
+
+
+def test_job_reported_failed_fails_the_run_terminal_and_is_not_cached(
+    sqlite_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = tmp_path / "served.mp4"
+    render_video(GenerationRequest("synthetic", None, {"width": 32, "height": 24}, "x", 1), served)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_test")
+    with serve_replicate(served) as api:
+        api.fail_with = "content refused by the safety checker"
+        variant = {"key": "hosted", "provider": "replicate", "model": "acme/v",
+                   "params": {"base_url": api.base_url}}  # fmt: skip
+        (ctx,) = sqlite_lab.claim(sqlite_lab.submit("e", [variant]))
+        with sqlite_lab.db.sessions() as session, pytest.raises(TerminalError, match="safety"):
+            RunProcessor(policy=FAST).process(ctx, session)
+    with sqlite_lab.db.sessions() as session:
+        call = session.scalars(select(ProviderCall)).one()
+    assert (call.status, call.error_class, call.job_id) == ("failed", "terminal", "p1")
+    assert call.owner_run_id is None
