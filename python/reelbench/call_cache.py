@@ -22,9 +22,9 @@ its call, under a key salted with its run id: it never shares a call with
 another run, but its own retries still resume its job.
 
 Every state change is its own short transaction; nothing is held open while
-the provider works. Clocks: leases compare this host's UTC time with times
-other hosts wrote, so workers' clocks must agree to well within the lease
-(120 s by default).
+the provider works. Clocks: lease times are read from and written by the
+database's clock (PostgreSQL ``now()``; on SQLite, the one host's clock), as
+run leases are, so workers' clocks need not agree.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,6 +42,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from reelbench.db.claim import sql_later, sql_now
 from reelbench.db.models import ProviderCall
 from reelbench.errors import LeaseLost, RetryableError, RunError, TerminalError
 from reelbench.identity import spec_hash
@@ -106,8 +107,13 @@ def _same(column: Any, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _database_now(session: Session) -> datetime:
+    # Leases are compared with the database's clock, as run leases are, so
+    # workers on hosts whose clocks disagree still agree on who owns a call.
+    now: datetime | None = session.scalar(select(sql_now(session)))
+    if now is None:  # pragma: no cover - the database always answers a clock query
+        raise RuntimeError("the database returned no current time")
+    return now
 
 
 class ProviderCallCache:
@@ -153,8 +159,8 @@ class ProviderCallCache:
                 .where(ProviderCall.request_hash == key)
                 .execution_options(populate_existing=True)
             )
+            now = _database_now(session)
             session.commit()  # never keep a transaction (a SQLite write lock) while deciding
-            now = _now()
             if call is None:
                 call = ProviderCall(
                     request_hash=key,
@@ -219,7 +225,7 @@ class ProviderCallCache:
                 job_id=job_id,
                 owner_run_id=run_id,
                 owner_attempt=attempt,
-                lease_expires_at=_now() + timedelta(seconds=self.policy.lease_seconds),
+                lease_expires_at=sql_later(session, self.policy.lease_seconds),
                 error_class=None,
                 error_message=None,
                 finished_at=None,
@@ -242,7 +248,7 @@ class ProviderCallCache:
         return won
 
     def _renew(self, session: Session, call_id: int, run_id: int, attempt: int) -> None:
-        lease = _now() + timedelta(seconds=self.policy.lease_seconds)
+        lease = sql_later(session, self.policy.lease_seconds)
         stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=lease)
         if not self._write(session, stmt):
             raise LeaseLost(f"provider call {call_id} was taken over by another run")
@@ -255,7 +261,7 @@ class ProviderCallCache:
             status="failed",
             error_class=error_class,
             error_message=str(error)[:4000],
-            finished_at=_now(),
+            finished_at=sql_now(session),
             owner_run_id=None,
             owner_attempt=None,
             lease_expires_at=None,
@@ -265,7 +271,7 @@ class ProviderCallCache:
     def _release(self, session: Session, call_id: int, run_id: int, attempt: int) -> None:
         # The job may still be running at the provider: keep it (and its id) so
         # the next taker polls it; only let the lease lapse now.
-        stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=_now())
+        stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=sql_now(session))
         self._write(session, stmt)
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
@@ -308,9 +314,9 @@ class ProviderCallCache:
     ) -> None:
         interval = max(0.05, self.policy.lease_seconds / 4)
         while not done.wait(interval):
-            lease = _now() + timedelta(seconds=self.policy.lease_seconds)
             try:
                 with Session(bind) as session:
+                    lease = sql_later(session, self.policy.lease_seconds)
                     stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=lease)
                     if not self._write(session, stmt):
                         return  # finished, failed or taken over: nothing left to keep
@@ -343,8 +349,8 @@ class ProviderCallCache:
             stmt = self._owned(call_id, run_id, attempt).values(
                 status="submitted",
                 job_id=job_id,
-                submitted_at=_now(),
-                lease_expires_at=_now() + timedelta(seconds=self.policy.lease_seconds),
+                submitted_at=sql_now(session),
+                lease_expires_at=sql_later(session, self.policy.lease_seconds),
             )
             if not self._write(session, stmt):
                 raise LeaseLost(
@@ -366,12 +372,12 @@ class ProviderCallCache:
         except BaseException:
             self._release(session, call_id, run_id, attempt)
             raise
-        submitted_at = session.scalar(
-            select(ProviderCall.submitted_at).where(ProviderCall.id == call_id)
-        )
+        submitted_at, now = session.execute(
+            select(ProviderCall.submitted_at, sql_now(session)).where(ProviderCall.id == call_id)
+        ).one()
         session.commit()
         latency = (
-            (_now() - submitted_at).total_seconds()
+            (now - submitted_at).total_seconds()
             if submitted_at is not None
             else time.monotonic() - started
         )
@@ -384,7 +390,7 @@ class ProviderCallCache:
                 raw_bytes=stored.bytes,
                 cost=result.cost,
                 latency_seconds=latency,
-                finished_at=_now(),
+                finished_at=sql_now(session),
                 owner_run_id=None,
                 owner_attempt=None,
                 lease_expires_at=None,

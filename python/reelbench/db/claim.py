@@ -252,14 +252,14 @@ def _dialect(executor: Executor) -> str:
     return executor.dialect.name
 
 
-def _now(executor: Executor) -> Any:
+def sql_now(executor: Executor) -> Any:
     """The current time as SQL: the database clock on PostgreSQL."""
     if _dialect(executor) == "postgresql":
         return func.now()
     return literal(_utcnow(), UTCDateTime())
 
 
-def _later(executor: Executor, seconds: float) -> Any:
+def sql_later(executor: Executor, seconds: float) -> Any:
     """``now + seconds`` as SQL."""
     if _dialect(executor) == "postgresql":
         return func.now() + timedelta(seconds=seconds)
@@ -277,7 +277,7 @@ def _close_attempt(
     executor.execute(
         update(attempts)
         .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
-        .values(outcome=outcome, finished_at=_now(executor), **errors)
+        .values(outcome=outcome, finished_at=sql_now(executor), **errors)
     )
 
 
@@ -295,7 +295,7 @@ def heartbeat(
     result = executor.execute(
         update(runs)
         .where(tuple_(runs.c.id, runs.c.attempt).in_(leases), runs.c.status == RUNNING)
-        .values(lease_expires_at=_later(executor, lease_seconds))
+        .values(lease_expires_at=sql_later(executor, lease_seconds))
         .returning(runs.c.id)
     )
     return {int(row[0]) for row in result}
@@ -422,8 +422,8 @@ def fail(
         .where(_fence(run_id, attempt))
         .values(
             status=case((give_up, RunStatus.FAILED.value), else_=QUEUED),
-            not_before=case((give_up, None), else_=_later(executor, retry_in_seconds)),
-            finished_at=case((give_up, _now(executor)), else_=None),
+            not_before=case((give_up, None), else_=sql_later(executor, retry_in_seconds)),
+            finished_at=case((give_up, sql_now(executor)), else_=None),
             worker_id=case((give_up, runs.c.worker_id), else_=None),
             lease_expires_at=None,
             error_class=error_class,
@@ -489,5 +489,5 @@ def close_dropped_attempt(
             attempts.c.attempt == attempt,
             attempts.c.outcome.is_(None),
         )
-        .values(outcome=outcome, finished_at=_now(executor), error_message=why)
+        .values(outcome=outcome, finished_at=sql_now(executor), error_message=why)
     )
