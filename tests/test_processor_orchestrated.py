@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from sqlalchemy import func, select
 
 from reelbench.db.models import Artifact, ProviderCall, Run
 from reelbench.identity import sha256_file
+from reelbench.spec import load_spec
 from reelbench.storage import path_from_uri
+from reelbench.submit import submit_spec
 
 ITEMS = [{"id": "cat", "prompt": "a cat surfing"}, {"id": "dog", "prompt": "a dog skiing"}]
 SYNTHETIC = [
@@ -112,3 +116,25 @@ def test_injected_faults_retryable_recover_terminal_fail_with_message(lab: Lab) 
     messages = sorted(r.error_message or "" for r in failed)
     assert sum("injected terminal fault" in m for m in messages) == 4
     assert sum("not a readable media file" in m for m in messages) == 2
+
+
+def test_command_paths_resolve_against_the_spec_folder(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    script = Path(counting_command(project)[1])
+    (project / "exp.toml").write_text(
+        "[experiment]\nname = 'relative'\n"
+        "[canonical]\nwidth = 64\nheight = 48\nfps = 12\npreset = 'ultrafast'\n"
+        "[[items]]\nid = 'cat'\nprompt = 'a cat'\n"
+        "[[variants]]\nkey = 'local'\nprovider = 'command'\n"
+        f"params = {{ command = [{json.dumps(sys.executable)}, {json.dumps(script.name)}] }}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the worker's folder is not the spec's
+    submit_spec(lab.db.sessions, load_spec(project / "exp.toml"))
+    stats = work(lab, "relative")
+    assert (stats.succeeded, stats.failed) == (1, 0)
+    assert calls(project) == 1

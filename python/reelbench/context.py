@@ -70,6 +70,9 @@ class RunContext:
     worker_id: str
     #: Set by the heartbeat when the lease is lost or the run is cancelled.
     stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    #: The folder of the spec file as submitted, when known: relative paths in
+    #: a ``command`` provider's argument list resolve against it.
+    spec_dir: Path | None = None
 
     @property
     def seed(self) -> int:
@@ -108,6 +111,7 @@ _CONTEXT_QUERY = (
         Experiment.name.label("experiment_name"),
         Experiment.spec_hash,
         Experiment.canonical,
+        Experiment.spec_path,
     )
     .join(Item, Item.id == Run.item_id)
     .join(Variant, Variant.id == Run.variant_id)
@@ -172,6 +176,7 @@ def build_contexts(
             run_output_dir=root / str(row.id),
             attempt=attempts[row.id],
             worker_id=worker_id,
+            spec_dir=Path(row.spec_path).parent if row.spec_path else None,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]
 

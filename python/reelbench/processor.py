@@ -188,6 +188,7 @@ class RunProcessor:
             image=str(image) if image else None,
             attempt=ctx.attempt,
             stop=ctx.stop,
+            workdir=str(ctx.spec_dir) if ctx.spec_dir else None,
         )
         cache = ProviderCallCache(store, self.policy)
         return cache.obtain(

@@ -56,6 +56,8 @@ class GenerationRequest:
     image: str | None = None
     attempt: int = 1
     stop: threading.Event | None = field(default=None, compare=False, repr=False)
+    #: The spec's folder, where local programs run; not part of the request's identity.
+    workdir: str | None = field(default=None, compare=False)
 
     def payload(self) -> dict[str, Any]:
         """The JSON form handed to local programs (``command`` provider)."""

@@ -97,6 +97,9 @@ class CommandProvider:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=env,
+                # Relative paths in the argument list are the spec's, like every
+                # other path in it; a worker without that folder runs in its own.
+                cwd=request.workdir if request.workdir and os.path.isdir(request.workdir) else None,
                 # Own process group: a timeout kills the program and its children.
                 start_new_session=True,
             )
