@@ -138,3 +138,27 @@ def test_command_paths_resolve_against_the_spec_folder(
     stats = work(lab, "relative")
     assert (stats.succeeded, stats.failed) == (1, 0)
     assert calls(project) == 1
+
+
+def test_an_unusable_output_is_not_served_again_from_the_cache(lab: Lab, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video at all\n" * 20)
+    variants = [{"key": "local", "provider": "command",
+                 "params": {"command": counting_command(tmp_path, source=garbage)}}]  # fmt: skip
+    lab.submit("garbage", variants)
+    assert work(lab, "garbage").failed == 1
+    assert calls(tmp_path) == 1
+    with lab.db.sessions() as session:
+        call = session.scalars(select(ProviderCall)).one()
+        assert (call.status, call.error_class) == ("failed", "terminal")
+        assert "not a readable media file" in (call.error_message or "")
+    # The same request in another experiment pays for a new generation, which
+    # is now a real video, instead of failing on the cached garbage.
+    garbage.unlink()
+    (tmp_path / "generate.py").write_text(
+        (tmp_path / "generate.py").read_text().replace(repr(str(garbage)), "None")
+    )
+    lab.submit("garbage-again", variants)
+    stats = work(lab, "garbage-again")
+    assert (stats.succeeded, stats.failed) == (1, 0)
+    assert calls(tmp_path) == 2

@@ -53,6 +53,7 @@ __all__ = [
     "CallPolicy",
     "ProviderCallCache",
     "RawOutput",
+    "forget_unusable_output",
     "request_hash",
     "request_record",
 ]
@@ -105,6 +106,29 @@ def request_hash(record: dict[str, Any]) -> str:
 
 def _same(column: Any, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
+
+
+def forget_unusable_output(session: Session, call_id: int, raw_sha256: str, reason: str) -> bool:
+    """Stop serving a call's output from the cache: it is not a usable video.
+
+    A provider that returned garbage did not deliver what was paid for; like
+    any failed call, it must not answer later identical requests. Only the
+    exact output that was found unusable is forgotten (a newer result with
+    another hash stays). Returns True when the row changed.
+    """
+    stmt = (
+        update(ProviderCall)
+        .where(
+            ProviderCall.id == call_id,
+            ProviderCall.status == "succeeded",
+            ProviderCall.raw_sha256 == raw_sha256,
+        )
+        .values(status="failed", error_class="terminal", error_message=reason[:4000])
+        .execution_options(synchronize_session=False)
+    )
+    changed = cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
+    session.commit()
+    return changed
 
 
 def _database_now(session: Session) -> datetime:

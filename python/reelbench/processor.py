@@ -37,7 +37,12 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from reelbench.call_cache import CallPolicy, ProviderCallCache, RawOutput
+from reelbench.call_cache import (
+    CallPolicy,
+    ProviderCallCache,
+    RawOutput,
+    forget_unusable_output,
+)
 from reelbench.context import RunContext
 from reelbench.db.claim import link_provider_call, still_owner
 from reelbench.db.models import Artifact, Metric
@@ -46,7 +51,7 @@ from reelbench.identity import sha256_file
 from reelbench.metrics import FrameMetrics
 from reelbench.providers import GenerationRequest, get_provider
 from reelbench.storage import ArtifactStore, StoredFile, path_from_uri
-from reelbench.video.normalize import NormalizeResult, normalize_video
+from reelbench.video.normalize import NormalizeResult, UnusableVideo, normalize_video
 
 __all__ = ["RunProcessor", "metric_rows"]
 
@@ -120,6 +125,12 @@ class RunProcessor:
                 threads=self.threads,
                 stop=ctx.stop,
             )
+        except UnusableVideo as exc:
+            temp.unlink(missing_ok=True)
+            if exc.role == "raw":
+                # Garbage from the provider is a failed call: never serve it again.
+                forget_unusable_output(session, raw.call_id, raw.sha256, str(exc))
+            raise
         except BaseException:
             temp.unlink(missing_ok=True)
             raise

@@ -39,6 +39,7 @@ from reelbench.video.frames import y_plane
 __all__ = [
     "FrameSink",
     "NormalizeResult",
+    "UnusableVideo",
     "canonical_frames",
     "filter_chain",
     "normalize_video",
@@ -102,26 +103,40 @@ def filter_chain(fmt: CanonicalFormat, rotation: float = 0.0) -> list[tuple[str,
     return chain
 
 
+class UnusableVideo(TerminalError):
+    """An input with no usable video: missing, empty, not media, no decodable frame.
+
+    ``role`` says which input (``"raw"``: the provider's output, or
+    ``"reference"``), so the caller can tell a bad generation from a bad spec.
+    """
+
+    def __init__(self, role: str, message: str) -> None:
+        super().__init__(message)
+        self.role = role
+
+
 class _Decoder:
     """Opens a video, decodes its first video stream, runs frames through the graph."""
 
     def __init__(self, path: Path, fmt: CanonicalFormat, threads: int, role: str) -> None:
         self.path, self.fmt, self.role = path, fmt, role
         if not path.is_file():
-            raise TerminalError(f"{role} video {path} does not exist")
+            raise UnusableVideo(role, f"{role} video {path} does not exist")
         if path.stat().st_size == 0:
-            raise TerminalError(f"{role} video {path} is empty (0 bytes); nothing to normalize")
+            raise UnusableVideo(
+                role, f"{role} video {path} is empty (0 bytes); nothing to normalize"
+            )
         try:
             self.container = av.open(str(path), "r")
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-            raise TerminalError(
-                f"{role} video {path} is not a readable media file ({_reason(exc)})"
+            raise UnusableVideo(
+                role, f"{role} video {path} is not a readable media file ({_reason(exc)})"
             ) from exc
         if not self.container.streams.video:
             kinds: list[str] = sorted({s.type for s in self.container.streams}) or ["no streams"]
             self.container.close()
-            raise TerminalError(
-                f"{role} video {path} has no video stream (found: {', '.join(kinds)})"
+            raise UnusableVideo(
+                role, f"{role} video {path} has no video stream (found: {', '.join(kinds)})"
             )
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
@@ -200,9 +215,10 @@ class _Decoder:
 
     def no_frame_error(self) -> TerminalError:
         detail = f": {self.decode_error}" if self.decode_error else ""
-        return TerminalError(
+        return UnusableVideo(
+            self.role,
             f"{self.role} video {self.path} has a video stream but no decodable frame "
-            f"(truncated or corrupt{detail})"
+            f"(truncated or corrupt{detail})",
         )
 
 
