@@ -17,11 +17,14 @@ import hashlib
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from reelbench.context import RunContext
+from reelbench.db.claim import link_provider_call
+from reelbench.db.models import Metric, ProviderCall
 from reelbench.errors import LeaseLost
 
 
@@ -54,6 +57,28 @@ class RecordingProcessor:
         _touch(self.record_dir, name)
         digest = hashlib.sha256(f"{ctx.run_id}".encode()).hexdigest()
         return f"memory://{ctx.run_id}", digest
+
+
+class RowsProcessor(RecordingProcessor):
+    """Also leaves the rows a real processor leaves: a committed provider call,
+    then (uncommitted, for the orchestrator's fenced commit) a metric row and
+    the run's link to that call."""
+
+    def process(self, ctx: RunContext, session: Session) -> tuple[str, str]:
+        call = ProviderCall(
+            request_hash=hashlib.sha256(f"{ctx.run_id}-{ctx.attempt}".encode()).hexdigest(),
+            provider="test",
+            request={"run": ctx.run_id},
+            status="succeeded",
+            created_at=datetime.now(UTC),
+        )
+        session.add(call)
+        session.commit()
+        # Written before the processing "starts", so that a test stopping the
+        # database once a run is in flight cuts off the commit of these rows.
+        session.add(Metric(run_id=ctx.run_id, name="processed", stat="value", value=1.0))
+        link_provider_call(session, ctx.run_id, ctx.attempt, call.id)
+        return super().process(ctx, session)
 
 
 class NoopProcessor:

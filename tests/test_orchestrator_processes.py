@@ -18,7 +18,7 @@ from queue_workers import RecordingProcessor
 from sqlalchemy import func, select
 
 from reelbench.db.engine import Database, open_database
-from reelbench.db.models import Run
+from reelbench.db.models import Metric, Run
 from reelbench.orchestrator import WorkerOrchestrator
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -46,7 +46,12 @@ def _kill_leftover_workers() -> Iterator[None]:
 
 
 def start_worker(
-    url: str, tmp_path: Path, *args: str, sleep: float = 0.0, log_name: str = "worker"
+    url: str,
+    tmp_path: Path,
+    *args: str,
+    sleep: float = 0.0,
+    log_name: str = "worker",
+    processor: str = "RecordingProcessor",
 ) -> subprocess.Popen[bytes]:
     """``reelbench worker`` in its own process, with the recording test processor."""
     (tmp_path / "record").mkdir(exist_ok=True)
@@ -63,7 +68,7 @@ def start_worker(
         proc = subprocess.Popen(
             [sys.executable, "-c", "from reelbench.cli import main; main()", "worker",
              "--db", url, "--artifacts", str(tmp_path / "artifacts"),
-             "--processor", "queue_workers:RecordingProcessor", *args],
+             "--processor", f"queue_workers:{processor}", *args],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     _started.append(proc)
@@ -183,7 +188,10 @@ def test_worker_survives_a_postgresql_restart_mid_run(
     db = open_database(postgres_url)
     try:
         ids = queue_runs(db, items=3)
-        proc = start_worker(postgres_url, tmp_path, "--drain", "--lease-seconds", "3", sleep=1.0)
+        proc = start_worker(
+            postgres_url, tmp_path, "--drain", "--lease-seconds", "3", sleep=1.0,
+            processor="RowsProcessor",
+        )  # fmt: skip
         wait_for(lambda: len(started(tmp_path)) >= 1, what="a run in flight")
         # Down for longer than the run takes: its heartbeat and the storing of
         # its result both meet a dead server and must wait for it.
@@ -196,5 +204,12 @@ def test_worker_survives_a_postgresql_restart_mid_run(
         assert {(run_row(db, i).status, run_row(db, i).attempt) for i in ids} == {("succeeded", 1)}
         assert ledger(tmp_path) == Counter(dict.fromkeys(ids, 1))
         assert "database unavailable" in worker_log(tmp_path)
+        # the processor's rows were saved with each result, even the one whose
+        # commit the outage cut off: one metric row and the provider-call link
+        with db.sessions() as session:
+            for run_id in ids:
+                metrics = session.scalars(select(Metric).where(Metric.run_id == run_id)).all()
+                assert [(m.name, m.value) for m in metrics] == [("processed", 1.0)]
+                assert session.get(Run, run_id).provider_call_id is not None  # type: ignore[union-attr]
     finally:
         db.dispose()

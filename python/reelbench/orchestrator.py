@@ -39,8 +39,8 @@ from pathlib import Path
 from types import FrameType
 from typing import ClassVar, TypeVar
 
+from sqlalchemy import delete, event, func, inspect, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, make_transient, sessionmaker
 
 from reelbench.context import Processor, RunContext, build_contexts
@@ -404,6 +404,7 @@ class WorkerOrchestrator:
 
     def _execute(self, ctx: RunContext) -> None:
         session = self.sessions()
+        _track_inserts(session)
         try:
             try:
                 canon_uri, canon_sha256 = self.processor.process(ctx, session)
@@ -434,7 +435,10 @@ class WorkerOrchestrator:
 
     def _store_result(self, ctx: RunContext, session: Session, uri: str, sha256: str) -> bool:
         """Commit the result with the processor's rows, under the fence. False: fence lost."""
-        pending = list(session.new)
+        # Rows the processor added in this transaction, flushed or not (its own
+        # statements autoflush): what a cut-off commit must store again.
+        pending = [*session.info.get(_INSERTED, ()), *session.new]
+        call_id = session.info.get(q.LINKED_CALL)
         try:
             owned = q.complete(session, ctx.run_id, ctx.attempt, uri, sha256)
             if owned:
@@ -454,9 +458,17 @@ class WorkerOrchestrator:
         # fresh transaction once the database is back.
         def again() -> bool:
             with self.sessions() as retry:
+                # Redo what the processor did in the lost transaction: replace
+                # the run's rows and point it at its provider call.
+                for model in {type(obj) for obj in pending}:
+                    run_id_column = getattr(model, "run_id", None)
+                    if run_id_column is not None:
+                        retry.execute(delete(model).where(run_id_column == ctx.run_id))
                 for obj in pending:
                     _forget_identity(obj)
                     retry.add(obj)
+                if call_id is not None:
+                    q.link_provider_call(retry, ctx.run_id, ctx.attempt, call_id)
                 if q.complete(retry, ctx.run_id, ctx.attempt, uri, sha256):
                     retry.commit()
                     return True
@@ -626,6 +638,26 @@ class WorkerOrchestrator:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+_INSERTED = "reelbench.inserted"
+
+
+def _track_inserts(session: Session) -> None:
+    """Keep, in ``session.info``, the rows the open transaction has inserted."""
+    inserted: list[object] = []
+    session.info[_INSERTED] = inserted
+
+    def on_insert(_session: Session, obj: object) -> None:
+        inserted.append(obj)
+
+    def on_end(_session: Session) -> None:  # committed or rolled back: nothing to replay
+        inserted.clear()
+        _session.info.pop(q.LINKED_CALL, None)
+
+    event.listen(session, "pending_to_persistent", on_insert)
+    event.listen(session, "after_commit", on_end)
+    event.listen(session, "after_rollback", on_end)
 
 
 def _forget_identity(obj: object) -> None:

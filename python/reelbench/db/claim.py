@@ -307,8 +307,15 @@ def still_owner(executor: Executor, run_id: int, attempt: int) -> bool:
     return found is not None
 
 
+#: ``Session.info`` key: the provider call linked in the open transaction, so
+#: a worker can link it again if the transaction's commit is cut off.
+LINKED_CALL = "reelbench.linked_provider_call"
+
+
 def link_provider_call(executor: Executor, run_id: int, attempt: int, call_id: int) -> bool:
     """Point the run at the provider call that made its video (fenced)."""
+    if isinstance(executor, Session):
+        executor.info[LINKED_CALL] = call_id
     result = executor.execute(
         update(runs).where(_fence(run_id, attempt)).values(provider_call_id=call_id)
     )
