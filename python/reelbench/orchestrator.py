@@ -133,6 +133,7 @@ class WorkerOrchestrator:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.sessions = sessions
+        _track_inserts(sessions)
         self.processor = processor
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
@@ -404,7 +405,6 @@ class WorkerOrchestrator:
 
     def _execute(self, ctx: RunContext) -> None:
         session = self.sessions()
-        _track_inserts(session)
         try:
             try:
                 canon_uri, canon_sha256 = self.processor.process(ctx, session)
@@ -643,21 +643,24 @@ class WorkerOrchestrator:
 _INSERTED = "reelbench.inserted"
 
 
-def _track_inserts(session: Session) -> None:
-    """Keep, in ``session.info``, the rows the open transaction has inserted."""
-    inserted: list[object] = []
-    session.info[_INSERTED] = inserted
+def _on_insert(session: Session, obj: object) -> None:
+    session.info.setdefault(_INSERTED, []).append(obj)
 
-    def on_insert(_session: Session, obj: object) -> None:
-        inserted.append(obj)
 
-    def on_end(_session: Session) -> None:  # committed or rolled back: nothing to replay
-        inserted.clear()
-        _session.info.pop(q.LINKED_CALL, None)
+def _on_end(session: Session) -> None:  # committed or rolled back: nothing to replay
+    session.info.pop(_INSERTED, None)
+    session.info.pop(q.LINKED_CALL, None)
 
-    event.listen(session, "pending_to_persistent", on_insert)
-    event.listen(session, "after_commit", on_end)
-    event.listen(session, "after_rollback", on_end)
+
+def _track_inserts(sessions: sessionmaker[Session]) -> None:
+    """Keep, in each session's ``info``, the rows its open transaction inserted."""
+    for name, handler in (
+        ("pending_to_persistent", _on_insert),
+        ("after_commit", _on_end),
+        ("after_rollback", _on_end),
+    ):
+        if not event.contains(sessions, name, handler):
+            event.listen(sessions, name, handler)
 
 
 def _forget_identity(obj: object) -> None:
