@@ -23,7 +23,7 @@ demo: install
 test: install test-rust test-python
 
 test-rust:
-	cargo test --release -p reelbench-core
+	cargo test --release -p reelbench-core --lib --tests
 
 test-python: install
 	scripts/ensure-test-deps
