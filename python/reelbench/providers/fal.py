@@ -17,70 +17,48 @@ the adapter's own keys (``base_url``, ``max_download_bytes``, ``image_input``,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from reelbench.errors import TerminalError
 from reelbench.providers.base import FetchResult, GenerationRequest, JobStatus
 from reelbench.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    HostedProvider,
     HttpApi,
-    file_data_uri,
     find_url,
 )
-from reelbench.providers.params import number_param
 
 __all__ = ["FalProvider"]
 
-_OWN = ("base_url", "max_download_bytes", "image_input", "send_seed")
-_MODEL = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
 
-
-class FalProvider:
+class FalProvider(HostedProvider):
     """Hosted generation on fal.ai."""
 
     name = "fal"
+    model_pattern = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
+    model_hint = "a fal model id like 'fal-ai/ltx-video'"
+    default_image_input = "image_url"
 
     def __init__(self) -> None:
-        self.api = HttpApi(
-            self.name,
-            key_env="FAL_KEY",
-            auth_scheme="Key",
-            default_base_url="https://queue.fal.run",
-            base_url_env="FAL_BASE_URL",
-        )
-
-    def validate(self, model: str | None, params: Mapping[str, Any]) -> None:
-        """A model id such as ``fal-ai/kling-video/v1/standard/text-to-video`` is required."""
-        if not model or not _MODEL.match(model):
-            raise ValueError(
-                f"provider 'fal': model must be a fal model id like 'fal-ai/ltx-video', "
-                f"got {model!r}"
+        super().__init__(
+            HttpApi(
+                self.name,
+                key_env="FAL_KEY",
+                auth_scheme="Key",
+                default_base_url="https://queue.fal.run",
+                base_url_env="FAL_BASE_URL",
             )
-        number_param(
-            self.name, params, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, lo=1, hi=2**50
         )
 
     @staticmethod
     def _app(model: str | None) -> str:
         return "/".join((model or "").split("/")[:2])
 
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
-        params = request.params
-        body: dict[str, Any] = {"prompt": request.prompt}
-        if params.get("send_seed", True):
-            body["seed"] = request.seed
-        body.update({k: v for k, v in params.items() if k not in _OWN})
-        if request.image:
-            body[str(params.get("image_input", "image_url"))] = file_data_uri(request.image)
-        return body
-
     def submit(self, request: GenerationRequest) -> str:
         """Queue the request; fal's ``request_id`` is the job id."""
         url = f"{self.api.base_url(request.params)}/{request.model}"
         data = self.api.request_json(
-            "POST", url, json_body=self._input(request), what="queueing a request"
+            "POST", url, json_body=self.model_input(request), what="queueing a request"
         )
         job_id = data.get("request_id") if isinstance(data, dict) else None
         if not isinstance(job_id, str) or not job_id:

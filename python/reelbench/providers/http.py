@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
+import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,9 +24,13 @@ import httpx
 
 from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.identity import Sha256
+from reelbench.providers.base import GenerationRequest
+from reelbench.providers.params import number_param
 
 __all__ = [
+    "ADAPTER_PARAMS",
     "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "HostedProvider",
     "HttpApi",
     "file_data_uri",
     "find_url",
@@ -227,3 +232,48 @@ class HttpApi:
         if size == 0:
             raise TerminalError(f"{self.provider}: the output at {url} is empty")
         return hasher.hexdigest(), size
+
+
+#: Params the adapters use themselves; everything else goes to the model.
+ADAPTER_PARAMS = ("base_url", "max_download_bytes", "image_input", "send_seed")
+
+
+class HostedProvider:
+    """What the hosted-API adapters share: the model check and the model input.
+
+    The input is ``{"prompt", "seed", **params}`` minus :data:`ADAPTER_PARAMS`
+    (``send_seed = false`` leaves the seed out, for models that take none); an
+    item image goes as a data URI under ``params.image_input``.
+    """
+
+    name: str
+    #: A model id this API accepts, and how to describe it in an error.
+    model_pattern: re.Pattern[str]
+    model_hint: str
+    #: The input key of the image when ``image_input`` is not given.
+    default_image_input: str
+
+    def __init__(self, api: HttpApi) -> None:
+        self.api = api
+
+    def validate(self, model: str | None, params: Mapping[str, Any]) -> None:
+        """The model id must have this API's form; ``max_download_bytes`` must be sane."""
+        if not model or not self.model_pattern.match(model):
+            raise ValueError(
+                f"provider {self.name!r}: model must be {self.model_hint}, got {model!r}"
+            )
+        number_param(
+            self.name, params, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, lo=1, hi=2**50
+        )
+
+    def model_input(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON input the model is given."""
+        params = request.params
+        body: dict[str, Any] = {"prompt": request.prompt}
+        if params.get("send_seed", True):
+            body["seed"] = request.seed
+        body.update({k: v for k, v in params.items() if k not in ADAPTER_PARAMS})
+        if request.image:
+            key = str(params.get("image_input", self.default_image_input))
+            body[key] = file_data_uri(request.image)
+        return body

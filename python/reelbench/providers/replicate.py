@@ -16,7 +16,6 @@ adapter's own keys (``base_url``, ``max_download_bytes``, ``image_input``,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,52 +23,32 @@ from reelbench.errors import TerminalError
 from reelbench.providers.base import FetchResult, GenerationRequest, JobStatus
 from reelbench.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    HostedProvider,
     HttpApi,
-    file_data_uri,
     find_url,
 )
-from reelbench.providers.params import number_param
 
 __all__ = ["ReplicateProvider"]
 
-_OWN = ("base_url", "max_download_bytes", "image_input", "send_seed")
-_MODEL = re.compile(r"^[\w.-]+/[\w.-]+(:[0-9a-f]{16,})?$|^[0-9a-f]{64}$")
 
-
-class ReplicateProvider:
+class ReplicateProvider(HostedProvider):
     """Hosted generation on Replicate."""
 
     name = "replicate"
+    model_pattern = re.compile(r"^[\w.-]+/[\w.-]+(:[0-9a-f]{16,})?$|^[0-9a-f]{64}$")
+    model_hint = "'owner/name' or 'owner/name:version'"
+    default_image_input = "image"
 
     def __init__(self) -> None:
-        self.api = HttpApi(
-            self.name,
-            key_env="REPLICATE_API_TOKEN",
-            auth_scheme="Bearer",
-            default_base_url="https://api.replicate.com",
-            base_url_env="REPLICATE_BASE_URL",
-        )
-
-    def validate(self, model: str | None, params: Mapping[str, Any]) -> None:
-        """A model ``owner/name[:version]`` (or a version id) is required."""
-        if not model or not _MODEL.match(model):
-            raise ValueError(
-                f"provider 'replicate': model must be 'owner/name' or 'owner/name:version', "
-                f"got {model!r}"
+        super().__init__(
+            HttpApi(
+                self.name,
+                key_env="REPLICATE_API_TOKEN",
+                auth_scheme="Bearer",
+                default_base_url="https://api.replicate.com",
+                base_url_env="REPLICATE_BASE_URL",
             )
-        number_param(
-            self.name, params, "max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES, lo=1, hi=2**50
         )
-
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
-        params = request.params
-        body: dict[str, Any] = {"prompt": request.prompt}
-        if params.get("send_seed", True):
-            body["seed"] = request.seed
-        body.update({k: v for k, v in params.items() if k not in _OWN})
-        if request.image:
-            body[str(params.get("image_input", "image"))] = file_data_uri(request.image)
-        return body
 
     def submit(self, request: GenerationRequest) -> str:
         """Create a prediction; its id is the job id."""
@@ -77,10 +56,10 @@ class ReplicateProvider:
         base = self.api.base_url(request.params)
         if "/" in model and ":" not in model:
             url = f"{base}/v1/models/{model}/predictions"
-            body: dict[str, Any] = {"input": self._input(request)}
+            body: dict[str, Any] = {"input": self.model_input(request)}
         else:
             url = f"{base}/v1/predictions"
-            body = {"version": model.rsplit(":", 1)[-1], "input": self._input(request)}
+            body = {"version": model.rsplit(":", 1)[-1], "input": self.model_input(request)}
         data = self.api.request_json("POST", url, json_body=body, what="creating a prediction")
         job_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(job_id, str) or not job_id:
