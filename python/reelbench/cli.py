@@ -14,11 +14,10 @@ from typing import Any, TypeVar
 import click
 
 from reelbench import __version__
+from reelbench.db.engine import DEFAULT_DATABASE_URL
+from reelbench.storage import DEFAULT_ARTIFACT_ROOT
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_DB_URL = "sqlite:///.reelbench/reelbench.db"
-DEFAULT_ARTIFACTS = ".reelbench/artifacts"
 
 
 def db_option(func: F) -> F:
@@ -27,7 +26,7 @@ def db_option(func: F) -> F:
         "--db",
         "db_url",
         envvar="REELBENCH_DATABASE_URL",
-        default=DEFAULT_DB_URL,
+        default=DEFAULT_DATABASE_URL,
         show_default=True,
         metavar="URL",
         help="Database URL: sqlite:///path.db or postgresql+psycopg://user@host/db "
@@ -41,7 +40,7 @@ def artifacts_option(func: F) -> F:
         "--artifacts",
         "artifacts_dir",
         envvar="REELBENCH_ARTIFACTS",
-        default=DEFAULT_ARTIFACTS,
+        default=str(DEFAULT_ARTIFACT_ROOT),
         show_default=True,
         metavar="DIR",
         type=click.Path(file_okay=False),

@@ -57,6 +57,7 @@ from reelbench.db.experiments import (
 from reelbench.db.models import Experiment, Run, RunStatus
 from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.spec import RetryPolicy
+from reelbench.storage import DEFAULT_ARTIFACT_ROOT
 from reelbench.video.canonical import CanonicalFormat
 
 __all__ = [
@@ -122,7 +123,7 @@ class WorkerOrchestrator:
         experiment: str | None = None,
         drain: bool = False,
         use_cache: bool = True,
-        artifact_root: Path | str = Path(".reelbench/artifacts"),
+        artifact_root: Path | str = DEFAULT_ARTIFACT_ROOT,
         grace_seconds: float = 30.0,
         poll_seconds: float = 1.0,
         db_retry_seconds: float = 300.0,

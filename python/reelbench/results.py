@@ -27,7 +27,6 @@ from reelbench.db.models import Artifact, Experiment, Item, Metric, ProviderCall
 from reelbench.errors import ReelbenchError
 
 __all__ = [
-    "DEFAULT_DB_URL",
     "DatabaseNotFound",
     "ExperimentInfo",
     "ExperimentNotFound",
@@ -40,7 +39,6 @@ __all__ = [
     "resolve_db_url",
 ]
 
-DEFAULT_DB_URL = DEFAULT_DATABASE_URL
 
 #: ``{metric name: {stat: value}}``; a value is None where it is undefined or +inf (PSNR).
 MetricSummary = Mapping[str, Mapping[str, float | None]]
@@ -138,7 +136,7 @@ def resolve_db_url(db: str | None) -> str:
     """
     if db:
         return db
-    return os.environ.get("REELBENCH_DATABASE_URL") or DEFAULT_DB_URL
+    return os.environ.get("REELBENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
 def _open_engine(url: str) -> Engine:

@@ -24,13 +24,17 @@ from urllib.parse import unquote, urlsplit
 
 from reelbench.identity import sha256_file
 
-__all__ = ["ArtifactStore", "StoredFile", "path_from_uri"]
+__all__ = ["DEFAULT_ARTIFACT_ROOT", "ArtifactStore", "StoredFile", "path_from_uri"]
 
 ARTIFACT_NAMES = {
     "raw": ("raw", "raw.mp4"),
     "canon": ("canon", "canon.mp4"),
     "frames": ("metrics", "frames.json"),
 }
+
+
+#: Where artifacts go by default: under the current folder.
+DEFAULT_ARTIFACT_ROOT = Path(".reelbench/artifacts")
 
 
 @dataclass(frozen=True)
