@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -131,15 +130,6 @@ def forget_unusable_output(session: Session, call_id: int, raw_sha256: str, reas
     return changed
 
 
-def _database_now(session: Session) -> datetime:
-    # Leases are compared with the database's clock, as run leases are, so
-    # workers on hosts whose clocks disagree still agree on who owns a call.
-    now: datetime | None = session.scalar(select(sql_now(session)))
-    if now is None:  # pragma: no cover - the database always answers a clock query
-        raise RuntimeError("the database returned no current time")
-    return now
-
-
 class ProviderCallCache:
     """Obtains a run's raw video through the ``provider_calls`` protocol."""
 
@@ -178,14 +168,15 @@ class ProviderCallCache:
                 raise LeaseLost(f"run {run_id} stopped while obtaining its provider output")
             # populate_existing: sessions keep objects across commits here
             # (expire_on_commit=False); a poll must see the row as it is now.
-            call = session.scalar(
-                select(ProviderCall)
+            # The database's clock comes with it: leases are compared with it,
+            # as run leases are, so workers' clocks need not agree.
+            found = session.execute(
+                select(ProviderCall, sql_now(session).label("now"))
                 .where(ProviderCall.request_hash == key)
                 .execution_options(populate_existing=True)
-            )
-            now = _database_now(session)
+            ).first()
             session.commit()  # never keep a transaction (a SQLite write lock) while deciding
-            if call is None:
+            if found is None:
                 call = ProviderCall(
                     request_hash=key,
                     provider=request.provider,
@@ -194,8 +185,8 @@ class ProviderCallCache:
                     status="pending",
                     owner_run_id=run_id,
                     owner_attempt=attempt,
-                    lease_expires_at=now + timedelta(seconds=self.policy.lease_seconds),
-                    created_at=now,
+                    lease_expires_at=sql_later(session, self.policy.lease_seconds),
+                    created_at=sql_now(session),
                 )
                 session.add(call)
                 try:
@@ -205,6 +196,7 @@ class ProviderCallCache:
                     continue
                 return self._make_call(session, provider, request, call.id, None, run_id, attempt,
                                        raw_path, stop, fence)  # fmt: skip
+            call, now = found
             if (
                 call.status == "succeeded"
                 and call.raw_artifact_uri

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from reelbench.identity import sha256_file
+from reelbench.identity import Sha256, sha256_file
 
 __all__ = ["DEFAULT_ARTIFACT_ROOT", "ArtifactStore", "StoredFile", "path_from_uri"]
 
@@ -116,7 +116,10 @@ class ArtifactStore:
         """Atomically write ``data`` to ``final``."""
         temp = self.temp_path(final)
         temp.write_bytes(data)
-        return self.commit(temp, final, before_rename=before_rename)
+        # Hash the bytes in hand rather than reading the file back.
+        return self.commit(
+            temp, final, sha256=Sha256(data).hexdigest(), before_rename=before_rename
+        )
 
     @staticmethod
     def verify(uri: str, sha256: str | None) -> bool:
