@@ -48,6 +48,13 @@ def artifacts_option(func: F) -> F:
     )(func)
 
 
+def no_cache_option(func: F) -> F:
+    """``--no-cache``: pay for every generation, even one made before."""
+    return click.option(
+        "--no-cache", is_flag=True, help="Call providers even when a cached result exists."
+    )(func)
+
+
 def json_option(func: F) -> F:
     """``--json``: machine-readable output on stdout."""
     return click.option(

@@ -17,7 +17,7 @@ import click
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from reelbench.cli import artifacts_option, db_option, json_option, main
+from reelbench.cli import artifacts_option, db_option, json_option, main, no_cache_option
 from reelbench.context import Processor, RunContext
 from reelbench.db.engine import Database, head_revision, open_database, upgrade
 from reelbench.spec import SpecError, load_spec
@@ -150,7 +150,7 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
     help="On SIGTERM/SIGINT, how long in-flight runs may take to finish before they "
     "are handed back to the queue.",
 )  # fmt: skip
-@click.option("--no-cache", is_flag=True, help="Call providers even when a cached result exists.")
+@no_cache_option
 @click.option(
     "--processor", "processor_ref", metavar="MODULE:NAME", default=None,
     help="Use another processor (class, object with .process, or function "

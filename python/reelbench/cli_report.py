@@ -39,7 +39,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from reelbench.cli import artifacts_option, db_option, json_option, main
+from reelbench.cli import artifacts_option, db_option, json_option, main, no_cache_option
 from reelbench.db.engine import Database, open_database
 from reelbench.db.models import Item, Run, RunStatus, Variant
 from reelbench.report import (
@@ -368,7 +368,7 @@ def _build_report(db: Database, experiment: str, baseline: str | None = None) ->
     "file ending in .html (the JSON goes beside it). Default: "
     ".reelbench/reports/<experiment>/.",
 )  # fmt: skip
-@click.option("--no-cache", is_flag=True, help="Call providers even when a cached result exists.")
+@no_cache_option
 @click.option(
     "--baseline", metavar="VARIANT", default=None,
     help="Compare every variant with this one in the report.",

@@ -61,7 +61,6 @@ class NormalizeResult:
     """What normalization did: frames written and what the source looked like."""
 
     frames: int
-    duration_seconds: float
     #: True when the input was longer than ``max_seconds`` and was cut.
     truncated: bool
     #: Source properties (codec, size, pixel format, rotation, rates, audio).
@@ -407,7 +406,6 @@ def normalize_video(
         source["decode_error"] = decoder.decode_error
     return NormalizeResult(
         frames=produced,
-        duration_seconds=produced / fmt.fps,
         truncated=truncated,
         source=source,
         reference_frames=ref_count if reference is not None else None,
