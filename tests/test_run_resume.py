@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, func, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from reelbench.cli_report import reclaim_dead_local_runs
+from reelbench.db.claim import reclaim_dead_local_runs
 from reelbench.db.engine import open_database
 from reelbench.db.models import ProviderCall, Run, RunAttempt
 from reelbench.spec import load_spec

@@ -9,22 +9,25 @@ session.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from reelbench.db.engine import DEFAULT_DATABASE_URL, make_engine
+from reelbench.db.engine import (
+    DatabaseNotFound,
+    make_engine,
+    missing_database_message,
+    sqlite_file,
+)
 from reelbench.db.models import Artifact, Experiment, Item, Metric, ProviderCall, Run, Variant
 from reelbench.errors import ReelbenchError
+from reelbench.settings import display_url, resolve_db_url
 
 __all__ = [
     "DatabaseNotFound",
@@ -46,10 +49,6 @@ MetricSummary = Mapping[str, Mapping[str, float | None]]
 
 class ExperimentNotFound(ReelbenchError):
     """No experiment with that name (or id) in the database."""
-
-
-class DatabaseNotFound(ReelbenchError):
-    """The database URL points to an SQLite file that does not exist."""
 
 
 @dataclass(frozen=True)
@@ -128,37 +127,20 @@ class RunRecord:
         return out
 
 
-def resolve_db_url(db: str | None) -> str:
-    """The database URL to use: ``db``, else ``$REELBENCH_DATABASE_URL``, else the default.
-
-    The default is ``sqlite:///.reelbench/reelbench.db`` under the current folder,
-    the same as the command line's.
-    """
-    if db:
-        return db
-    return os.environ.get("REELBENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
 def _open_engine(url: str) -> Engine:
     """An engine for reading; refuses to create an empty SQLite file by accident.
 
     No schema upgrade here: reading results must not write to the database.
     """
     try:
-        parsed = make_url(url)
+        path = sqlite_file(url)
     except ArgumentError as exc:
         raise DatabaseNotFound(
-            f"not a database URL: {url!r} (expected sqlite:///path.db or "
+            f"not a database URL: {display_url(url)!r} (expected sqlite:///path.db or "
             "postgresql+psycopg://user@host/db)"
         ) from exc
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        in_file = database not in ("", ":memory:") and not database.startswith("file:")
-        if in_file and not Path(database).is_file():
-            raise DatabaseNotFound(
-                f"no database at {Path(database).resolve()} (from {url!r}); run "
-                "`reelbench run SPEC` or `reelbench submit SPEC` first, or pass --db"
-            )
+    if path is not None and not path.is_file():
+        raise DatabaseNotFound(missing_database_message(url, path))
     try:
         return make_engine(url)
     except ValueError as exc:

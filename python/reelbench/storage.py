@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from reelbench.identity import Sha256, sha256_file
+from reelbench.settings import DEFAULT_ARTIFACT_ROOT
 
 __all__ = ["DEFAULT_ARTIFACT_ROOT", "ArtifactStore", "StoredFile", "path_from_uri"]
 
@@ -31,10 +32,6 @@ ARTIFACT_NAMES = {
     "canon": ("canon", "canon.mp4"),
     "frames": ("metrics", "frames.json"),
 }
-
-
-#: Where artifacts go by default: under the current folder.
-DEFAULT_ARTIFACT_ROOT = Path(".reelbench/artifacts")
 
 
 @dataclass(frozen=True)

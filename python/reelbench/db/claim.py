@@ -16,6 +16,8 @@ clock is bound as a parameter.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +36,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from reelbench.db.models import Run, RunAttempt, RunStatus, UTCDateTime
 
@@ -47,6 +49,7 @@ __all__ = [
     "fail",
     "heartbeat",
     "link_provider_call",
+    "reclaim_dead_local_runs",
     "release",
     "run_status",
     "still_owner",
@@ -498,3 +501,52 @@ def close_dropped_attempt(
         )
         .values(outcome=outcome, finished_at=sql_now(executor), error_message=why)
     )
+
+
+# --- maintenance --------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def reclaim_dead_local_runs(sessions: sessionmaker[Session], experiment_id: int) -> int:
+    """Expire the leases of runs held by dead worker processes of this machine.
+
+    A ``reelbench run`` killed with SIGKILL (or a crash) leaves its runs
+    ``running`` until their lease expires. Worker ids are ``host:pid:random``:
+    when the host is this one and no process has that pid, nobody can still be
+    working the run, so its lease is expired now and the claim takes it back
+    at once instead of after the lease. The claim's fencing token keeps this
+    safe even if the guess were wrong. Returns the number of runs freed.
+    """
+    host = socket.gethostname()
+    freed = 0
+    with sessions() as session, session.begin():
+        rows = session.execute(
+            select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
+                runs.c.experiment_id == experiment_id,
+                runs.c.status == RUNNING,
+                runs.c.worker_id.like(f"{host}:%"),
+            )
+        ).all()
+        for run_id, attempt, worker_id in rows:
+            parts = (worker_id or "").split(":")
+            if len(parts) < 3 or not parts[-2].isdigit() or ":".join(parts[:-2]) != host:
+                continue
+            pid = int(parts[-2])
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            result = session.execute(
+                update(runs)
+                .where(_fence(run_id, attempt))
+                .values(lease_expires_at=sql_now(session))
+            )
+            freed += int(getattr(result, "rowcount", 0) or 0)
+    return freed

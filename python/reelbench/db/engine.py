@@ -33,19 +33,23 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from reelbench.errors import ReelbenchError
+from reelbench.settings import DEFAULT_DATABASE_URL, display_url
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Database",
+    "DatabaseNotFound",
     "current_revision",
     "head_revision",
     "make_engine",
+    "missing_database_message",
     "normalize_url",
     "open_database",
     "session_factory",
+    "sqlite_file",
     "upgrade",
 ]
-
-DEFAULT_DATABASE_URL = "sqlite:///.reelbench/reelbench.db"
 
 #: Seconds a SQLite writer waits for the lock before giving up.
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
@@ -56,22 +60,41 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK_KEY = 0x7265656C  # "reel"
 
 
+class DatabaseNotFound(ReelbenchError):
+    """The database URL points to an SQLite file that does not exist."""
+
+
 def normalize_url(url: str) -> str:
     """Return ``url`` with the driver reelbench uses made explicit.
 
     ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://``
-    (psycopg 3); the folder of a SQLite file is created if missing.
+    (psycopg 3).
     """
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return parsed.render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other backends and in-memory databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def missing_database_message(url: str, path: Path) -> str:
+    """What to say when a command that only reads finds no SQLite file."""
+    return (
+        f"no database at {path.resolve()} (from {display_url(url)}); run "
+        "`reelbench run SPEC` or `reelbench submit SPEC` first, or pass --db"
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -197,6 +220,10 @@ def upgrade(target: Engine | str, revision: str = "head") -> None:
     PostgreSQL an advisory lock serializes them, on SQLite the migration runs
     inside one ``BEGIN IMMEDIATE`` transaction; the loser finds it done.
     """
+    if isinstance(target, str):
+        path = sqlite_file(normalize_url(target))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(target) if isinstance(target, str) else target
     try:
         if revision == "head" and current_revision(engine) == head_revision():
@@ -221,6 +248,8 @@ class Database:
     url: str
     engine: Engine
     sessions: sessionmaker[Session]
+    #: True when this call created the SQLite file (a new, empty database).
+    created: bool = False
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -231,13 +260,27 @@ _upgraded: set[str] = set()
 _upgraded_lock = threading.Lock()
 
 
-def open_database(url: str = DEFAULT_DATABASE_URL, *, migrate: bool = True) -> Database:
-    """Connect to ``url`` and upgrade its schema on first use in this process."""
+def open_database(
+    url: str = DEFAULT_DATABASE_URL, *, migrate: bool = True, create: bool = True
+) -> Database:
+    """Connect to ``url`` and upgrade its schema on first use in this process.
+
+    A SQLite file that does not exist is created (with its folder) only when
+    ``create`` is true; otherwise :class:`DatabaseNotFound` is raised, so a
+    mistyped path never silently starts an empty database.
+    """
     url = normalize_url(url)
+    path = sqlite_file(url)
+    created = False
+    if path is not None and not path.exists():
+        if not create:
+            raise DatabaseNotFound(missing_database_message(url, path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        created = True
     engine = make_engine(url)
     if migrate:
         with _upgraded_lock:
             if url not in _upgraded:
                 upgrade(engine)
                 _upgraded.add(url)
-    return Database(url=url, engine=engine, sessions=session_factory(engine))
+    return Database(url=url, engine=engine, sessions=session_factory(engine), created=created)

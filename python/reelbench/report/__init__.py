@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -35,6 +36,7 @@ __all__ = [
     "SeedVerdict",
     "VariantSummary",
     "build_report",
+    "default_report_dir",
     "load_report",
     "render_html",
     "render_table",
@@ -45,6 +47,16 @@ __all__ = [
     "write_json",
     "write_report_files",
 ]
+
+
+#: Where reports go by default: under the current folder.
+REPORT_ROOT = Path(".reelbench/reports")
+
+
+def default_report_dir(experiment: str) -> Path:
+    """``.reelbench/reports/<experiment>/`` under the current folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+    return REPORT_ROOT / safe
 
 
 def load_report(

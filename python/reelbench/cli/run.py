@@ -1,6 +1,4 @@
-"""``reelbench run`` (submit, work in-process, report) and ``reelbench report``.
-
-Registered on ``reelbench.cli.main`` when ``reelbench.cli`` is imported.
+"""``reelbench run``: submit, work in-process, report.
 
 ``run`` is the one-machine path: it queues the spec's runs in the database
 exactly like ``submit``, works them with an in-process worker (threads) until
@@ -16,15 +14,12 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -36,112 +31,35 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from reelbench.cli import artifacts_option, db_option, json_option, main, no_cache_option
-from reelbench.db.engine import Database, open_database
-from reelbench.db.models import Item, Run, RunStatus, Variant
+from reelbench.cli.options import (
+    BadInput,
+    artifacts_option,
+    db_option,
+    json_option,
+    no_cache_option,
+    open_db,
+)
+from reelbench.cli.options import console as _console
+from reelbench.db.claim import reclaim_dead_local_runs
+from reelbench.db.engine import Database
+from reelbench.db.models import Item, Run, Variant
 from reelbench.report import (
     Report,
     ReportError,
     build_report,
+    default_report_dir,
     render_table,
-    write_csv,
-    write_html,
-    write_json,
     write_report_files,
 )
-from reelbench.results import DatabaseNotFound, ExperimentNotFound, _open_engine, query_results
+from reelbench.results import query_results
 
-__all__ = ["default_report_dir", "reclaim_dead_local_runs"]
+__all__ = ["EXIT_INTERRUPTED", "run_command"]
 
 #: Exit code of ``reelbench run`` stopped by Ctrl-C / SIGTERM (the shell convention, 128 + 2).
 EXIT_INTERRUPTED = 130
-
-REPORT_ROOT = Path(".reelbench/reports")
-
-
-class BadInput(click.ClickException):
-    """Bad input (spec, experiment name, option): message on stderr, exit code 2."""
-
-    exit_code = 2
-
-
-def _console(*, stderr: bool = False) -> Console:
-    """A console; pipes and files get a wide one so tables keep every column readable."""
-    console = Console(stderr=stderr)
-    return console if console.is_terminal else Console(stderr=stderr, width=160)
-
-
-def default_report_dir(experiment: str) -> Path:
-    """``.reelbench/reports/<experiment>/`` under the current folder."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
-    return REPORT_ROOT / safe
-
-
-def _open(db_url: str) -> Database:
-    try:
-        return open_database(db_url)
-    except sa_exc.ArgumentError as exc:
-        raise BadInput(f"invalid --db URL {db_url!r}: {exc}") from exc
-    except ValueError as exc:
-        raise BadInput(str(exc)) from exc
-    except sa_exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise click.ClickException(f"cannot open the database {db_url}: {reason}") from exc
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def reclaim_dead_local_runs(sessions: sessionmaker[Session], experiment_id: int) -> int:
-    """Expire the leases of runs held by dead worker processes of this machine.
-
-    A ``reelbench run`` killed with SIGKILL (or a crash) leaves its runs
-    ``running`` until their lease expires. Worker ids are ``host:pid:random``:
-    when the host is this one and no process has that pid, nobody can still be
-    working the run, so its lease is expired now and the claim takes it back
-    at once instead of after the lease. The claim's fencing token keeps this
-    safe even if the guess were wrong. Returns the number of runs freed.
-    """
-    host = socket.gethostname()
-    now = datetime.now(UTC)
-    freed = 0
-    with sessions() as session, session.begin():
-        rows = session.execute(
-            select(Run.id, Run.attempt, Run.worker_id).where(
-                Run.experiment_id == experiment_id,
-                Run.status == RunStatus.RUNNING.value,
-                Run.worker_id.like(f"{host}:%"),
-            )
-        ).all()
-        for run_id, attempt, worker_id in rows:
-            parts = (worker_id or "").split(":")
-            if len(parts) < 3 or not parts[-2].isdigit() or ":".join(parts[:-2]) != host:
-                continue
-            pid = int(parts[-2])
-            if pid == os.getpid() or _pid_alive(pid):
-                continue
-            result = session.execute(
-                update(Run)
-                .where(
-                    Run.id == run_id,
-                    Run.attempt == attempt,
-                    Run.status == RunStatus.RUNNING.value,
-                )
-                .values(lease_expires_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            freed += int(getattr(result, "rowcount", 0) or 0)
-    return freed
 
 
 @dataclass
@@ -354,7 +272,7 @@ def _build_report(db: Database, experiment: str, baseline: str | None = None) ->
     return build_report(info, records, baseline=baseline)
 
 
-@main.command("run")
+@click.command("run")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--workers", "-w", default=min(4, os.cpu_count() or 1), show_default="min(4, CPUs)",
@@ -427,7 +345,7 @@ def run_command(
     # says so with the item and variant, so its log is opt-in.
     log.setLevel(logging.INFO if verbose else logging.ERROR)
 
-    db = _open(db_url)
+    db = open_db(db_url, create=True)
     try:
         try:
             submitted = submit_spec(db.sessions, spec)
@@ -496,83 +414,3 @@ def run_command(
             f"{escape(report.experiment.name)}` queues them again"
         )
         sys.exit(1)
-
-
-@main.command("report")
-@click.argument("experiment", metavar="EXPERIMENT")
-@click.option(
-    "--format", "-f", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
-    default="table", show_default=True,
-    help="table: summary in the terminal; csv: one row per run with every metric "
-    "statistic; json: the whole report; html: static page with the videos.",
-)  # fmt: skip
-@click.option(
-    "--output", "-o", "output", metavar="PATH", type=click.Path(path_type=Path), default=None,
-    help="Write here instead of stdout. For html: the page (PATH.html) or a folder for "
-    "index.html; default .reelbench/reports/<experiment>/index.html. Videos go in "
-    "videos/ beside the page.",
-)  # fmt: skip
-@click.option(
-    "--baseline", metavar="VARIANT", default=None,
-    help="Show each variant's difference and ratio to this variant, metric by metric.",
-)  # fmt: skip
-@db_option
-@artifacts_option
-@json_option
-def report_command(
-    experiment: str,
-    fmt: str,
-    output: Path | None,
-    baseline: str | None,
-    db_url: str,
-    artifacts_dir: str,
-    as_json: bool,
-) -> None:
-    """Compare the variants of EXPERIMENT (its name or id).
-
-    Per variant: metric means and spread over items and repeats, runs by
-    status, failures by error class, provider cost and latency, and a seed
-    check (did the same request give the same bytes?). Per item x variant:
-    the runs with their canonical video (html). Reading a report never
-    changes the database; it works while runs are still going.
-    """
-    if as_json:
-        fmt = "json"
-    try:
-        engine = _open_engine(db_url)
-    except DatabaseNotFound as exc:
-        raise BadInput(str(exc)) from exc
-    try:
-        with Session(engine) as session:
-            info, records = query_results(session, experiment)
-        report = build_report(info, records, baseline=baseline)
-    except (ExperimentNotFound, ReportError) as exc:
-        raise BadInput(str(exc)) from exc
-    except sa_exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise click.ClickException(f"cannot read the database {db_url}: {reason}") from exc
-    finally:
-        engine.dispose()
-
-    artifact_root = Path(artifacts_dir)
-    if fmt == "html":
-        target = output or default_report_dir(report.experiment.name)
-        if target.suffix.lower() not in (".html", ".htm"):
-            target = target / "index.html"
-        path = write_html(report, target, artifact_root=artifact_root)
-        click.echo(f"report: {path}  (open {path.resolve().as_uri()})")
-        return
-    if fmt == "table":
-        if output is None:
-            render_table(report, _console())
-        else:
-            with output.open("w", encoding="utf-8") as fh:
-                render_table(report, Console(file=fh, width=160, color_system=None))
-        return
-    writer = write_csv if fmt == "csv" else write_json
-    if output is None:
-        writer(report, sys.stdout)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("w", encoding="utf-8", newline="") as fh:
-            writer(report, fh)

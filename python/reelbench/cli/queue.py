@@ -1,6 +1,7 @@
-"""Queue commands of the ``reelbench`` CLI: submit, worker, status, retry, cancel, db upgrade.
+"""Queue commands: submit, worker, status, retry, cancel, db upgrade.
 
-Registered on ``reelbench.cli.main`` when ``reelbench.cli`` is imported.
+Database and orchestrator modules are imported inside the commands, so
+``reelbench --help`` does not pay for them.
 """
 
 from __future__ import annotations
@@ -11,36 +12,35 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
 
-from reelbench.cli import artifacts_option, db_option, json_option, main, no_cache_option
-from reelbench.context import Processor, RunContext
-from reelbench.db.engine import Database, head_revision, open_database, upgrade
-from reelbench.spec import SpecError, load_spec
+from reelbench.cli.options import (
+    BadInput,
+    artifacts_option,
+    db_option,
+    json_option,
+    no_cache_option,
+    open_db,
+    short_db_error,
+)
+from reelbench.settings import display_url
 
-__all__ = ["load_processor"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
+    from reelbench.context import Processor, RunContext
 
-class BadInput(click.ClickException):
-    """Bad input (spec, experiment name, option): message on stderr, exit code 2."""
-
-    exit_code = 2
-
-
-def _open(db_url: str) -> Database:
-    try:
-        return open_database(db_url)
-    except sa_exc.ArgumentError as exc:
-        raise BadInput(f"invalid --db URL {db_url!r}: {exc}") from exc
-    except ValueError as exc:
-        raise BadInput(str(exc)) from exc
-    except sa_exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise click.ClickException(f"cannot open the database {db_url}: {reason}") from exc
+__all__ = [
+    "cancel_command",
+    "db_group",
+    "load_processor",
+    "retry_command",
+    "status_command",
+    "submit_command",
+    "worker_command",
+]
 
 
 class _FunctionProcessor:
@@ -80,7 +80,7 @@ def load_processor(reference: str | None = None) -> Processor:
     raise BadInput(f"processor {module_name}:{attr} is neither a class, a processor nor a function")
 
 
-@main.command("submit")
+@click.command("submit")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 @json_option
@@ -93,13 +93,14 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
     invalid spec is reported with the file, key and expectation (exit 2) and
     nothing is written. Workers (`reelbench worker`) then process the runs.
     """
+    from reelbench.spec import SpecError, load_spec
     from reelbench.submit import submit_spec
 
     try:
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise BadInput(str(exc)) from exc
-    db = _open(db_url)
+    db = open_db(db_url, create=True)
     try:
         result = submit_spec(db.sessions, spec)
     except SpecError as exc:
@@ -127,7 +128,7 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
     )
 
 
-@main.command("worker")
+@click.command("worker")
 @click.option(
     "--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 1024),
     help="Runs in flight at once in this process (threads).",
@@ -189,7 +190,7 @@ def worker_command(
     # Schema checks on start-up are not worth a log line per worker.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     processor = load_processor(processor_ref)
-    db = _open(db_url)
+    db = open_db(db_url)
     worker = WorkerOrchestrator(
         db.sessions,
         processor,
@@ -219,7 +220,7 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-@main.command("status")
+@click.command("status")
 @click.argument("experiment", required=False, metavar="[EXPERIMENT]")
 @db_option
 @json_option
@@ -230,7 +231,7 @@ def status_command(experiment: str | None, db_url: str, as_json: bool) -> None:
 
     from reelbench.db.experiments import experiment_status
 
-    db = _open(db_url)
+    db = open_db(db_url)
     try:
         statuses = experiment_status(db.sessions, experiment)
     except LookupError as exc:
@@ -267,7 +268,7 @@ def status_command(experiment: str | None, db_url: str, as_json: bool) -> None:
 def _experiment_command(
     action: Callable[[Any, str], int], experiment: str, db_url: str, done: str
 ) -> None:
-    db = _open(db_url)
+    db = open_db(db_url)
     try:
         count = action(db.sessions, experiment)
     except LookupError as exc:
@@ -277,7 +278,7 @@ def _experiment_command(
     click.echo(f"{experiment}: {count} run(s) {done}")
 
 
-@main.command("retry")
+@click.command("retry")
 @click.argument("experiment", metavar="EXPERIMENT")
 @db_option
 def retry_command(experiment: str, db_url: str) -> None:
@@ -287,7 +288,7 @@ def retry_command(experiment: str, db_url: str) -> None:
     _experiment_command(retry_experiment, experiment, db_url, "queued again")
 
 
-@main.command("cancel")
+@click.command("cancel")
 @click.argument("experiment", metavar="EXPERIMENT")
 @db_option
 def cancel_command(experiment: str, db_url: str) -> None:
@@ -301,7 +302,7 @@ def cancel_command(experiment: str, db_url: str) -> None:
     _experiment_command(cancel_experiment, experiment, db_url, "cancelled")
 
 
-@main.group("db")
+@click.group("db")
 def db_group() -> None:
     """Database maintenance."""
 
@@ -314,12 +315,19 @@ def db_upgrade_command(db_url: str) -> None:
     Every command does this on first use; run it explicitly to migrate a
     shared PostgreSQL database before starting a fleet of workers.
     """
+    from sqlalchemy import exc as sa_exc
+
+    from reelbench.db.engine import head_revision, upgrade
+
+    shown = display_url(db_url)
     try:
         upgrade(db_url)
     except sa_exc.ArgumentError as exc:
-        raise BadInput(f"invalid --db URL {db_url!r}: {exc}") from exc
+        raise BadInput(f"invalid --db URL {shown!r}: {exc}") from exc
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    except sa_exc.OperationalError as exc:
-        raise click.ClickException(f"cannot open the database {db_url}: {exc.orig}") from exc
-    click.echo(f"database at revision {head_revision()}")
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise click.ClickException(
+            f"cannot open the database {shown}: {short_db_error(exc, db_url)}"
+        ) from exc
+    click.echo(f"database {shown} at revision {head_revision()}")

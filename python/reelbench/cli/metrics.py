@@ -1,87 +1,14 @@
-"""The ``reelbench`` command line.
-
-Every command that touches the database takes ``--db`` (env
-``REELBENCH_DATABASE_URL``) and ``--artifacts`` (env ``REELBENCH_ARTIFACTS``);
-commands that print data take ``--json``. Exit codes: 0 success, 1 failures
-(some runs failed, a worker error), 2 bad input (bad spec, missing file).
-"""
+"""``reelbench metrics``: frame metrics of any video file, no database needed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from reelbench import __version__
-from reelbench.db.engine import DEFAULT_DATABASE_URL
-from reelbench.storage import DEFAULT_ARTIFACT_ROOT
+from reelbench.cli.options import BadInput, json_option
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def db_option(func: F) -> F:
-    """``--db URL``: where the runs live."""
-    return click.option(
-        "--db",
-        "db_url",
-        envvar="REELBENCH_DATABASE_URL",
-        default=DEFAULT_DATABASE_URL,
-        show_default=True,
-        metavar="URL",
-        help="Database URL: sqlite:///path.db or postgresql+psycopg://user@host/db "
-        "(env REELBENCH_DATABASE_URL).",
-    )(func)
-
-
-def artifacts_option(func: F) -> F:
-    """``--artifacts DIR``: where videos and per-frame metrics are written."""
-    return click.option(
-        "--artifacts",
-        "artifacts_dir",
-        envvar="REELBENCH_ARTIFACTS",
-        default=str(DEFAULT_ARTIFACT_ROOT),
-        show_default=True,
-        metavar="DIR",
-        type=click.Path(file_okay=False),
-        help="Artifact root directory (env REELBENCH_ARTIFACTS).",
-    )(func)
-
-
-def no_cache_option(func: F) -> F:
-    """``--no-cache``: pay for every generation, even one made before."""
-    return click.option(
-        "--no-cache", is_flag=True, help="Call providers even when a cached result exists."
-    )(func)
-
-
-def json_option(func: F) -> F:
-    """``--json``: machine-readable output on stdout."""
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
-    )(func)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="reelbench")
-def main() -> None:
-    """reelbench: run video-generation experiments and measure the videos.
-
-    \b
-    Typical use:
-      reelbench run experiment.toml          submit, work and report in one go
-      reelbench submit experiment.toml       queue the runs (for a fleet)
-      reelbench worker --concurrency 4       work queued runs
-      reelbench status                       counts per state, rate, ETA
-      reelbench report NAME --format html    compare the variants
-      reelbench metrics video.mp4            frame metrics of any video
-    """
-
-
-class _MetricsInputError(click.ClickException):
-    """A bad input file for ``reelbench metrics``: one line on stderr, exit code 2."""
-
-    exit_code = 2
+__all__ = ["metrics_command"]
 
 
 def _fmt(value: float | int | None, digits: int = 6) -> str:
@@ -92,7 +19,7 @@ def _fmt(value: float | int | None, digits: int = 6) -> str:
     return f"{value:.{digits}g}"
 
 
-@main.command("metrics")
+@click.command("metrics")
 @click.argument("video", type=click.Path(dir_okay=False, path_type=str))
 @click.option(
     "--reference",
@@ -123,15 +50,15 @@ def metrics_command(video: str, reference: str | None, as_json: bool) -> None:
     from reelbench.metrics import MeasuredVideo, ReferenceMismatchError, measure_video
     from reelbench.video.frames import NoVideoStreamError, probe
 
-    def bad_input(path: str, exc: BaseException) -> _MetricsInputError:
+    def bad_input(path: str, exc: BaseException) -> BadInput:
         reason = getattr(exc, "strerror", None) or str(exc).replace(f"'{path}'", "").strip(": ")
-        return _MetricsInputError(f"cannot read {path}: {reason}")
+        return BadInput(f"cannot read {path}: {reason}")
 
     for path in [video] + ([reference] if reference else []):
         try:
             probe(path)
         except NoVideoStreamError as exc:
-            raise _MetricsInputError(f"{path}: no video stream in this file") from exc
+            raise BadInput(f"{path}: no video stream in this file") from exc
         except (OSError, av.error.FFmpegError) as exc:
             raise bad_input(path, exc) from exc
 
@@ -148,10 +75,10 @@ def metrics_command(video: str, reference: str | None, as_json: bool) -> None:
         else:
             measured = measure_video(video, reference)
     except ReferenceMismatchError as exc:
-        raise _MetricsInputError(str(exc)) from exc
+        raise BadInput(str(exc)) from exc
     except ValueError as exc:
         # A size change inside a stream: the native accumulator names both shapes.
-        raise _MetricsInputError(f"{video}: {exc}") from exc
+        raise BadInput(f"{video}: {exc}") from exc
     except av.error.FFmpegError as exc:
         raise click.ClickException(f"decoding failed: {exc}") from exc
 
@@ -193,9 +120,3 @@ def metrics_command(video: str, reference: str | None, as_json: bool) -> None:
             shown = _fmt(value)
         out.print(f"{key:>17}: {shown}")
     sys.stdout.flush()
-
-
-# The queue commands (submit, worker, status, retry, cancel, db upgrade) live in
-# their own module; importing it registers them on `main`.
-from reelbench import cli_queue as _cli_queue  # noqa: E402, F401
-from reelbench import cli_report as _cli_report  # noqa: E402, F401

@@ -1,0 +1,5 @@
+"""``python -m reelbench``: the command line."""
+
+from reelbench.cli import main
+
+main()

@@ -1,0 +1,143 @@
+"""What every command shares: options, the bad-input error, consoles, opening the database.
+
+Imported by every command module, so it stays light: SQLAlchemy and Alembic
+are imported only inside :func:`open_db`, by commands that use a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from reelbench.settings import (
+    ARTIFACTS_ENV,
+    DATABASE_ENV,
+    DEFAULT_ARTIFACT_ROOT,
+    DEFAULT_DATABASE_URL,
+    display_url,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reelbench.db.engine import Database
+
+__all__ = [
+    "BadInput",
+    "artifacts_option",
+    "console",
+    "db_option",
+    "json_option",
+    "no_cache_option",
+    "open_db",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BadInput(click.ClickException):
+    """Bad input (spec, experiment name, option, file): one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def db_option(func: F) -> F:
+    """``--db URL``: where the runs live."""
+    return click.option(
+        "--db",
+        "db_url",
+        envvar=DATABASE_ENV,
+        default=DEFAULT_DATABASE_URL,
+        show_default=True,
+        metavar="URL",
+        help="Database URL: sqlite:///path.db or postgresql+psycopg://user@host/db "
+        f"(env {DATABASE_ENV}).",
+    )(func)
+
+
+def artifacts_option(func: F) -> F:
+    """``--artifacts DIR``: where videos and per-frame metrics are written."""
+    return click.option(
+        "--artifacts",
+        "artifacts_dir",
+        envvar=ARTIFACTS_ENV,
+        default=str(DEFAULT_ARTIFACT_ROOT),
+        show_default=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help=f"Artifact root directory (env {ARTIFACTS_ENV}).",
+    )(func)
+
+
+def no_cache_option(func: F) -> F:
+    """``--no-cache``: pay for every generation, even one made before."""
+    return click.option(
+        "--no-cache", is_flag=True, help="Call providers even when a cached result exists."
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """``--json``: machine-readable output on stdout."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+    )(func)
+
+
+def console(*, stderr: bool = False, width: int = 160) -> Console:
+    """A rich console; pipes and files get a wide one so tables keep every column readable."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr)
+    return out if out.is_terminal else Console(stderr=stderr, width=width)
+
+
+def open_db(db_url: str, *, create: bool = False) -> Database:
+    """Open (and migrate) the database at ``db_url`` for a command.
+
+    ``create``: only commands that submit work may create a new SQLite file;
+    they say so on stderr. Others refuse a missing file with exit code 2, so
+    a mistyped path never silently starts over. Messages show the URL with
+    its password masked.
+    """
+    from sqlalchemy import exc as sa_exc
+
+    from reelbench.db.engine import DatabaseNotFound, open_database
+
+    shown = display_url(db_url)
+    try:
+        db = open_database(db_url, create=create)
+    except sa_exc.ArgumentError as exc:
+        raise BadInput(
+            f"invalid --db URL {shown!r}: expected sqlite:///path.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from exc
+    except DatabaseNotFound as exc:
+        raise BadInput(str(exc)) from exc
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise click.ClickException(
+            f"cannot open the database {shown}: {short_db_error(exc, db_url)}"
+        ) from exc
+    if db.created:
+        click.echo(f"created new database {display_url(db.url)}", err=True)
+    return db
+
+
+def short_db_error(exc: BaseException, db_url: str | None = None) -> str:
+    """The first line of a driver error, with any password of ``db_url`` masked."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    if db_url:
+        from sqlalchemy.engine import make_url
+
+        line = line.replace(db_url, display_url(db_url))
+        try:
+            password = make_url(db_url).password
+        except Exception:  # a malformed URL has no password to find
+            password = None
+        if password:
+            line = line.replace(str(password), "***")
+    return line
