@@ -4,15 +4,65 @@
 //! Frames are 2-D uint8 numpy arrays borrowed without copying: C-contiguous
 //! or row-strided views (a PyAV plane viewed with its `line_size`). Only
 //! arrays whose pixels within a row are not adjacent are copied first.
+//! `FrameMetrics.push_frame` takes decoded PyAV frames themselves: their
+//! planes are read through the buffer protocol with their `line_size`, with
+//! no copy and no numpy on the way.
 
 use numpy::{PyArrayDescrMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use reelbench_core::metrics::{self as core, Config, FrameRecord, Plane};
+use reelbench_core::metrics::{self as core, Config, FrameRecord, Groups, Plane, Yuv};
 use reelbench_core::Error;
 
+use crate::buffer::ContiguousBytes;
 use crate::errors::{detach, CoreError};
+
+/// The planes of a decoded PyAV frame (`frame.planes`), borrowed: bytes and
+/// `(width, height, line_size)` of each.
+struct AvFrame {
+    planes: Vec<(ContiguousBytes, usize, usize, usize)>,
+}
+
+impl AvFrame {
+    /// Borrow the first `count` planes of `obj` (Y, then U and V).
+    fn extract(obj: &Bound<'_, PyAny>, count: usize, what: &str) -> PyResult<Self> {
+        let planes = obj
+            .getattr("planes")
+            .map_err(|_| PyTypeError::new_err(format!("{what} must be a decoded av.VideoFrame")))?;
+        let mut out = Vec::with_capacity(count);
+        for (i, plane) in planes.try_iter()?.enumerate() {
+            if i == count {
+                break;
+            }
+            let plane = plane?;
+            let width: usize = plane.getattr("width")?.extract()?;
+            let height: usize = plane.getattr("height")?.extract()?;
+            let line: usize = plane.getattr("line_size")?.extract()?;
+            out.push((ContiguousBytes::get(&plane, what)?, width, height, line));
+        }
+        if out.len() < count {
+            return Err(PyTypeError::new_err(format!(
+                "{what} has {} plane(s); {count} are needed (convert it to yuv420p first)",
+                out.len()
+            )));
+        }
+        Ok(Self { planes: out })
+    }
+
+    fn plane(&self, i: usize) -> Result<Plane<'_>, Error> {
+        let (bytes, w, h, line) = &self.planes[i];
+        Plane::new(bytes.as_slice(), *w, *h, *line)
+    }
+
+    fn yuv(&self) -> Result<Yuv<'_>, Error> {
+        Ok(Yuv {
+            y: self.plane(0)?,
+            u: self.planes.get(1).map(|_| self.plane(1)).transpose()?,
+            v: self.planes.get(2).map(|_| self.plane(2)).transpose()?,
+        })
+    }
+}
 
 /// A borrowed frame: the numpy array, plus a packed copy when its layout
 /// cannot be read row by row.
@@ -157,11 +207,17 @@ fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite())
 }
 
-fn record_dict<'py>(py: Python<'py>, r: &FrameRecord) -> PyResult<Bound<'py, PyDict>> {
+fn record_dict<'py>(
+    py: Python<'py>,
+    r: &FrameRecord,
+    groups: &Groups,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("index", r.index)?;
     for name in core::METRIC_NAMES {
-        d.set_item(name, finite(r.get(name)))?;
+        if groups.computes(name) {
+            d.set_item(name, finite(r.get(name)))?;
+        }
     }
     Ok(d)
 }
@@ -175,6 +231,7 @@ impl FrameMetrics {
         frozen_mad = 0.5,
         scene_cut_ssim = 0.35,
         scene_cut_mad = 20.0,
+        groups = None,
     ))]
     fn new(
         black_threshold: u8,
@@ -182,16 +239,46 @@ impl FrameMetrics {
         frozen_mad: f64,
         scene_cut_ssim: f64,
         scene_cut_mad: f64,
+        groups: Option<Vec<String>>,
     ) -> PyResult<Self> {
+        let groups = match groups {
+            Some(names) => Groups::from_names(&names).map_err(CoreError)?,
+            None => Groups::default(),
+        };
         let inner = core::FrameMetrics::new(Config {
             black_threshold,
             black_frame_share,
             frozen_mad,
             scene_cut_ssim,
             scene_cut_mad,
+            groups,
         })
         .map_err(CoreError)?;
         Ok(Self { inner })
+    }
+
+    /// Measure the next decoded PyAV frame (8-bit planar YUV or gray), against
+    /// the `reference` frame if given; U and V are read for the chroma group.
+    #[pyo3(signature = (frame, reference = None))]
+    fn push_frame(
+        &mut self,
+        py: Python<'_>,
+        frame: &Bound<'_, PyAny>,
+        reference: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let count = if self.inner.config().groups.chroma && reference.is_some() {
+            3
+        } else {
+            1
+        };
+        let f = AvFrame::extract(frame, count, "frame")?;
+        let r = reference
+            .map(|r| AvFrame::extract(r, count, "reference"))
+            .transpose()?;
+        let yuv = f.yuv().map_err(CoreError)?;
+        let ref_yuv = r.as_ref().map(|r| r.yuv()).transpose().map_err(CoreError)?;
+        let inner = &mut self.inner;
+        detach(py, move || inner.push_yuv(yuv, ref_yuv).map(|_| ()))
     }
 
     /// Measure the next frame (2-D uint8 Y plane), against `reference` if given.
@@ -218,10 +305,11 @@ impl FrameMetrics {
 
     /// Per-frame records: dicts with `index` and every metric (None when n/a).
     fn frames<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let groups = self.inner.config().groups;
         self.inner
             .records()
             .iter()
-            .map(|r| record_dict(py, r))
+            .map(|r| record_dict(py, r, &groups))
             .collect()
     }
 
@@ -243,13 +331,31 @@ impl FrameMetrics {
             }
             d.set_item(*name, m)?;
         }
-        d.set_item("temporal_flicker", s.temporal_flicker)?;
-        d.set_item("frozen_ratio", s.frozen_ratio)?;
-        d.set_item("black_ratio", s.black_ratio)?;
-        d.set_item("scene_cuts", s.scene_cuts)?;
-        d.set_item("psnr_prev_pooled", finite(s.psnr_prev_pooled))?;
-        d.set_item("psnr_ref_pooled", finite(s.psnr_ref_pooled))?;
+        let groups = self.inner.config().groups;
+        if groups.temporal {
+            d.set_item("temporal_flicker", s.temporal_flicker)?;
+            d.set_item("frozen_ratio", s.frozen_ratio)?;
+        }
+        if groups.frame {
+            d.set_item("black_ratio", s.black_ratio)?;
+        }
+        if groups.temporal {
+            d.set_item("scene_cuts", s.scene_cuts)?;
+            d.set_item("psnr_prev_pooled", finite(s.psnr_prev_pooled))?;
+        }
+        if groups.reference {
+            d.set_item("psnr_ref_pooled", finite(s.psnr_ref_pooled))?;
+        }
+        if groups.chroma {
+            d.set_item("psnr_avg_pooled", finite(s.psnr_avg_pooled))?;
+        }
         Ok(d)
+    }
+
+    /// The metric groups this accumulator computes.
+    #[getter]
+    fn groups(&self) -> Vec<&'static str> {
+        self.inner.config().groups.names()
     }
 
     /// Number of frames pushed.
@@ -302,5 +408,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(black_share, m)?)?;
     m.add_class::<FrameMetrics>()?;
     m.add("KERNEL_ISA", core::kernel_isa())?;
+    m.add("METRIC_GROUPS", core::GROUP_NAMES.to_vec())?;
     Ok(())
 }

@@ -1,11 +1,120 @@
 //! `FrameMetrics`: the streaming accumulator fed one decoded frame at a time.
 //! It keeps only the previous frame's pixels, so memory stays constant in the
-//! number of frames (records are a few numbers per frame).
+//! number of frames (records are a few numbers per frame). Which metrics it
+//! computes is chosen by [`Groups`]; work for a group that is off is skipped.
 
-use super::kernels::{diff_sums, laplacian_var, luma_sums, psnr_from_mse};
+use super::kernels::{laplacian_var, luma_sums, psnr_from_mse};
 use super::plane::{same_shape, Plane};
-use super::ssim::ssim;
+use super::ssim::ssim_and_diff;
 use crate::{Error, Result};
+
+/// The metric groups, by name: what [`FrameMetrics`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Groups {
+    /// `luma_mean`, `luma_std`, `sharpness`, `black` (and `black_ratio`).
+    pub frame: bool,
+    /// `mad_prev`, `ssim_prev`, `psnr_prev` (flicker, frozen ratio, scene cuts).
+    pub temporal: bool,
+    /// `ssim_ref`, `psnr_ref`, `mse_ref`, when a reference frame is given.
+    pub reference: bool,
+    /// `ssim_u`, `ssim_v`, `ssim_all`, `psnr_u`, `psnr_v`, `psnr_avg` against
+    /// the reference (U and V planes needed); implies `reference`.
+    pub chroma: bool,
+}
+
+/// Names of the groups, as [`Groups::from_names`] takes them.
+pub const GROUP_NAMES: [&str; 4] = ["frame", "temporal", "reference", "chroma"];
+
+impl Default for Groups {
+    /// Everything but chroma: the Y-plane metrics.
+    fn default() -> Self {
+        Self {
+            frame: true,
+            temporal: true,
+            reference: true,
+            chroma: false,
+        }
+    }
+}
+
+impl Groups {
+    /// The groups named in `names` (others off); `chroma` turns `reference` on.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self> {
+        let mut g = Groups {
+            frame: false,
+            temporal: false,
+            reference: false,
+            chroma: false,
+        };
+        for name in names {
+            match name.as_ref() {
+                "frame" => g.frame = true,
+                "temporal" => g.temporal = true,
+                "reference" => g.reference = true,
+                "chroma" => g.chroma = true,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown metric group {other:?}; choose from {}",
+                        GROUP_NAMES.join(", ")
+                    )))
+                }
+            }
+        }
+        g.reference |= g.chroma;
+        Ok(g)
+    }
+
+    /// The names of the groups that are on, in [`GROUP_NAMES`] order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [self.frame, self.temporal, self.reference, self.chroma];
+        GROUP_NAMES
+            .iter()
+            .zip(on)
+            .filter_map(|(n, o)| o.then_some(*n))
+            .collect()
+    }
+
+    /// Is metric `name` (one of [`METRIC_NAMES`]) computed?
+    pub fn computes(&self, name: &str) -> bool {
+        match group_of(name) {
+            Some("frame") => self.frame,
+            Some("temporal") => self.temporal,
+            Some("reference") => self.reference,
+            Some("chroma") => self.chroma,
+            _ => false,
+        }
+    }
+}
+
+/// The group a per-frame metric belongs to.
+pub fn group_of(name: &str) -> Option<&'static str> {
+    match name {
+        "luma_mean" | "luma_std" | "sharpness" | "black" => Some("frame"),
+        "mad_prev" | "ssim_prev" | "psnr_prev" => Some("temporal"),
+        "ssim_ref" | "psnr_ref" | "mse_ref" => Some("reference"),
+        "ssim_u" | "ssim_v" | "ssim_all" | "psnr_u" | "psnr_v" | "psnr_avg" => Some("chroma"),
+        _ => None,
+    }
+}
+
+/// One decoded frame: its Y plane and, for the chroma metrics, U and V.
+#[derive(Clone, Copy, Debug)]
+pub struct Yuv<'a> {
+    pub y: Plane<'a>,
+    pub u: Option<Plane<'a>>,
+    pub v: Option<Plane<'a>>,
+}
+
+impl<'a> Yuv<'a> {
+    /// A frame known by its Y plane only.
+    pub fn luma(y: Plane<'a>) -> Self {
+        Self {
+            y,
+            u: None,
+            v: None,
+        }
+    }
+}
 
 /// Thresholds that turn per-frame values into events; see docs/metrics.md.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,6 +132,8 @@ pub struct Config {
     pub scene_cut_ssim: f64,
     /// ... and mean absolute difference at least this.
     pub scene_cut_mad: f64,
+    /// What to compute.
+    pub groups: Groups,
 }
 
 impl Default for Config {
@@ -33,20 +144,21 @@ impl Default for Config {
             frozen_mad: 0.5,
             scene_cut_ssim: 0.35,
             scene_cut_mad: 20.0,
+            groups: Groups::default(),
         }
     }
 }
 
 /// One frame's values. `None`: not applicable (no previous frame, no
-/// reference). NaN: undefined (SSIM of a frame smaller than 8x8). PSNR of
-/// identical frames is `+inf`.
+/// reference) or not computed (its group is off). NaN: undefined (SSIM of a
+/// frame smaller than 8x8). PSNR of identical frames is `+inf`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FrameRecord {
     pub index: u64,
-    pub luma_mean: f64,
-    pub luma_std: f64,
-    pub sharpness: f64,
-    pub black: f64,
+    pub luma_mean: Option<f64>,
+    pub luma_std: Option<f64>,
+    pub sharpness: Option<f64>,
+    pub black: Option<f64>,
     pub mad_prev: Option<f64>,
     pub mse_prev: Option<f64>,
     pub ssim_prev: Option<f64>,
@@ -54,10 +166,18 @@ pub struct FrameRecord {
     pub ssim_ref: Option<f64>,
     pub psnr_ref: Option<f64>,
     pub mse_ref: Option<f64>,
+    pub ssim_u: Option<f64>,
+    pub ssim_v: Option<f64>,
+    pub ssim_all: Option<f64>,
+    pub psnr_u: Option<f64>,
+    pub psnr_v: Option<f64>,
+    pub psnr_avg: Option<f64>,
+    /// Plane-weighted MSE over Y, U and V (what `psnr_avg` is the PSNR of).
+    pub mse_avg: Option<f64>,
 }
 
 /// The names of the per-frame metrics, in record order (without `index`).
-pub const METRIC_NAMES: [&str; 10] = [
+pub const METRIC_NAMES: [&str; 16] = [
     "luma_mean",
     "luma_std",
     "sharpness",
@@ -68,22 +188,34 @@ pub const METRIC_NAMES: [&str; 10] = [
     "ssim_ref",
     "psnr_ref",
     "mse_ref",
+    "ssim_u",
+    "ssim_v",
+    "ssim_all",
+    "psnr_u",
+    "psnr_v",
+    "psnr_avg",
 ];
 
 impl FrameRecord {
     /// The value of metric `name` (one of [`METRIC_NAMES`]).
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {
-            "luma_mean" => Some(self.luma_mean),
-            "luma_std" => Some(self.luma_std),
-            "sharpness" => Some(self.sharpness),
-            "black" => Some(self.black),
+            "luma_mean" => self.luma_mean,
+            "luma_std" => self.luma_std,
+            "sharpness" => self.sharpness,
+            "black" => self.black,
             "mad_prev" => self.mad_prev,
             "ssim_prev" => self.ssim_prev,
             "psnr_prev" => self.psnr_prev,
             "ssim_ref" => self.ssim_ref,
             "psnr_ref" => self.psnr_ref,
             "mse_ref" => self.mse_ref,
+            "ssim_u" => self.ssim_u,
+            "ssim_v" => self.ssim_v,
+            "ssim_all" => self.ssim_all,
+            "psnr_u" => self.psnr_u,
+            "psnr_v" => self.psnr_v,
+            "psnr_avg" => self.psnr_avg,
             _ => None,
         }
     }
@@ -133,7 +265,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// Whole-video figures; see docs/metrics.md for the definitions.
+/// Whole-video figures; see docs/metrics.md for the definitions. Figures of
+/// a group that is off are `None`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     /// `(metric, stats)` for every metric with at least one defined value.
@@ -144,12 +277,14 @@ pub struct Summary {
     pub frozen_ratio: Option<f64>,
     /// Share of frames that are black; `None` without frames.
     pub black_ratio: Option<f64>,
-    /// Number of scene cuts.
-    pub scene_cuts: u64,
+    /// Number of scene cuts (`None` when the temporal group is off).
+    pub scene_cuts: Option<u64>,
     /// PSNR of the mean `mse_prev` (`+inf` when every pair is identical).
     pub psnr_prev_pooled: Option<f64>,
     /// PSNR of the mean `mse_ref`.
     pub psnr_ref_pooled: Option<f64>,
+    /// PSNR of the mean plane-weighted MSE (chroma group).
+    pub psnr_avg_pooled: Option<f64>,
 }
 
 /// The streaming accumulator.
@@ -213,8 +348,16 @@ impl FrameMetrics {
     /// Measure the next frame `y`, against `reference` when given. Frames
     /// must keep one shape; a reference must have the frame's shape.
     pub fn push(&mut self, y: Plane<'_>, reference: Option<Plane<'_>>) -> Result<&FrameRecord> {
+        self.push_yuv(Yuv::luma(y), reference.map(Yuv::luma))
+    }
+
+    /// Measure the next frame, its chroma planes too when the chroma group is
+    /// on (then the frame and the reference must both carry U and V).
+    pub fn push_yuv(&mut self, frame: Yuv<'_>, reference: Option<Yuv<'_>>) -> Result<&FrameRecord> {
+        let groups = self.config.groups;
+        let y = frame.y;
         if let Some(r) = &reference {
-            same_shape(&y, r)?;
+            same_shape(&y, &r.y)?;
         }
         if let Some(shape) = self.prev_shape {
             if shape != y.shape() {
@@ -224,30 +367,67 @@ impl FrameMetrics {
                 });
             }
         }
-        let sums = luma_sums(y, self.config.black_threshold);
+        let chroma = match (groups.chroma, &reference) {
+            (true, Some(r)) => match (frame.u, frame.v, r.u, r.v) {
+                (Some(u), Some(v), Some(ru), Some(rv)) => {
+                    same_shape(&u, &ru)?;
+                    same_shape(&v, &rv)?;
+                    Some((u, v, ru, rv))
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "the chroma metrics need the U and V planes of the frame and of the \
+                         reference"
+                            .into(),
+                    ))
+                }
+            },
+            _ => None,
+        };
         let mut rec = FrameRecord {
             index: self.records.len() as u64,
-            luma_mean: sums.mean(),
-            luma_std: sums.std(),
-            sharpness: laplacian_var(y),
-            black: sums.below_share(),
             ..FrameRecord::default()
         };
-        if let Some((h, w)) = self.prev_shape {
-            let prev = Plane::packed(&self.prev, w, h)?;
-            let d = diff_sums(prev, y)?;
-            rec.mad_prev = Some(d.mad());
-            rec.mse_prev = Some(d.mse());
-            rec.psnr_prev = Some(d.psnr());
-            rec.ssim_prev = Some(ssim(prev, y)?);
+        if groups.frame {
+            let sums = luma_sums(y, self.config.black_threshold);
+            rec.luma_mean = Some(sums.mean());
+            rec.luma_std = Some(sums.std());
+            rec.sharpness = Some(laplacian_var(y));
+            rec.black = Some(sums.below_share());
         }
-        if let Some(r) = reference {
-            let d = diff_sums(y, r)?;
+        if groups.temporal {
+            if let Some((h, w)) = self.prev_shape {
+                let prev = Plane::packed(&self.prev, w, h)?;
+                let (s, d) = ssim_and_diff(prev, y)?;
+                rec.mad_prev = Some(d.mad());
+                rec.mse_prev = Some(d.mse());
+                rec.psnr_prev = Some(d.psnr());
+                rec.ssim_prev = Some(s);
+            }
+            y.copy_packed_into(&mut self.prev);
+        }
+        if let (true, Some(r)) = (groups.reference, &reference) {
+            let (ssim_y, d) = ssim_and_diff(y, r.y)?;
             rec.mse_ref = Some(d.mse());
             rec.psnr_ref = Some(d.psnr());
-            rec.ssim_ref = Some(ssim(y, r)?);
+            rec.ssim_ref = Some(ssim_y);
+            if let Some((u, v, ru, rv)) = chroma {
+                // FFmpeg's ssim and psnr filters weight each plane by its
+                // share of the samples (4:2:0 -> 4/6, 1/6, 1/6).
+                let (su, du) = ssim_and_diff(u, ru)?;
+                let (sv, dv) = ssim_and_diff(v, rv)?;
+                let n = (d.count + du.count + dv.count) as f64;
+                let (wy, wu, wv) = (d.count as f64 / n, du.count as f64 / n, dv.count as f64 / n);
+                let mse_avg = wy * d.mse() + wu * du.mse() + wv * dv.mse();
+                rec.ssim_u = Some(su);
+                rec.ssim_v = Some(sv);
+                rec.ssim_all = Some(wy * ssim_y + wu * su + wv * sv);
+                rec.psnr_u = Some(du.psnr());
+                rec.psnr_v = Some(dv.psnr());
+                rec.mse_avg = Some(mse_avg);
+                rec.psnr_avg = Some(psnr_from_mse(mse_avg));
+            }
         }
-        y.copy_packed_into(&mut self.prev);
         self.prev_shape = Some(y.shape());
         self.records.push(rec);
         Ok(self.records.last().expect("just pushed"))
@@ -271,8 +451,10 @@ impl FrameMetrics {
 
     /// The whole-video summary of the frames so far.
     pub fn summary(&self) -> Summary {
+        let groups = self.config.groups;
         let metrics = METRIC_NAMES
             .iter()
+            .filter(|&&name| groups.computes(name))
             .filter_map(|&name| {
                 Stats::of(self.records.iter().filter_map(|r| r.get(name))).map(|s| (name, s))
             })
@@ -293,16 +475,19 @@ impl FrameMetrics {
             frozen_ratio: (!pairs.is_empty()).then(|| {
                 pairs.iter().filter(|r| self.is_frozen(r)).count() as f64 / pairs.len() as f64
             }),
-            black_ratio: (n > 0).then(|| {
+            black_ratio: (groups.frame && n > 0).then(|| {
                 self.records
                     .iter()
-                    .filter(|r| r.black >= self.config.black_frame_share)
+                    .filter(|r| r.black.is_some_and(|b| b >= self.config.black_frame_share))
                     .count() as f64
                     / n as f64
             }),
-            scene_cuts: pairs.iter().filter(|r| self.is_scene_cut(r)).count() as u64,
+            scene_cuts: groups
+                .temporal
+                .then(|| pairs.iter().filter(|r| self.is_scene_cut(r)).count() as u64),
             psnr_prev_pooled: mean_of(&|r| r.mse_prev).map(psnr_from_mse),
             psnr_ref_pooled: mean_of(&|r| r.mse_ref).map(psnr_from_mse),
+            psnr_avg_pooled: mean_of(&|r| r.mse_avg).map(psnr_from_mse),
         }
     }
 }

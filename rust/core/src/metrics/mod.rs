@@ -8,14 +8,17 @@ mod kernels;
 mod plane;
 mod ssim;
 
-pub use accumulate::{Config, FrameMetrics, FrameRecord, Stats, Summary, METRIC_NAMES};
+pub use accumulate::{
+    group_of, Config, FrameMetrics, FrameRecord, Groups, Stats, Summary, Yuv, GROUP_NAMES,
+    METRIC_NAMES,
+};
 pub use dispatch::{isa, kernel_isa, Isa};
 pub use kernels::{
     black_share, diff_sums, luma_stats, luma_sums, mad, mse, psnr, psnr_from_mse, sharpness,
     DiffSums, LumaSums,
 };
 pub use plane::Plane;
-pub use ssim::ssim;
+pub use ssim::{ssim, ssim_and_diff};
 
 #[cfg(test)]
 mod tests;

@@ -71,6 +71,18 @@ impl<'a> Plane<'a> {
         &self.data[start..start + self.width]
     }
 
+    /// The `width x height` window whose top-left pixel is `(x, y)`.
+    pub fn crop(&self, x: usize, y: usize, width: usize, height: usize) -> Result<Plane<'a>> {
+        if x + width > self.width || y + height > self.height {
+            return Err(Error::InvalidArgument(format!(
+                "crop {width}x{height} at ({x}, {y}) is outside the {}x{} plane",
+                self.width, self.height
+            )));
+        }
+        let start = y * self.stride + x;
+        Plane::new(&self.data[start..], width, height, self.stride)
+    }
+
     /// Copy the pixels into `out` as a packed plane (reusing its allocation).
     pub fn copy_packed_into(&self, out: &mut Vec<u8>) {
         out.clear();

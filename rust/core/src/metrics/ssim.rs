@@ -5,6 +5,7 @@
 //! block are ignored, as in FFmpeg.
 
 use super::dispatch::multiversion;
+use super::kernels::{diff_sums, DiffSums};
 use super::plane::{same_shape, Plane};
 use crate::Result;
 
@@ -42,6 +43,14 @@ struct ColumnSums {
     ab: Vec<i32>,
 }
 
+/// Sums of |a - b| and (a - b)² over the pixels the blocks cover, gathered
+/// on the way (the pixels are in registers already).
+#[derive(Default)]
+struct Covered {
+    sum_abs: u64,
+    sum_sq: u64,
+}
+
 /// The per-window SSIM, as FFmpeg's `ssim_end1` (integer moments, `f32` ratio).
 #[inline(always)]
 fn ssim_end1(s1: i32, s2: i32, ss: i32, s12: i32) -> f32 {
@@ -53,7 +62,14 @@ fn ssim_end1(s1: i32, s2: i32, ss: i32, s12: i32) -> f32 {
 
 /// Fill `out` with the 4x4 block sums of block row `by`.
 #[inline(always)]
-fn block_row(a: &Plane<'_>, b: &Plane<'_>, by: usize, cols: &mut ColumnSums, out: &mut BlockRow) {
+fn block_row(
+    a: &Plane<'_>,
+    b: &Plane<'_>,
+    by: usize,
+    cols: &mut ColumnSums,
+    out: &mut BlockRow,
+    covered: &mut Covered,
+) {
     let blocks = out.s1.len();
     let n = blocks * 4;
     let y = by * 4;
@@ -75,15 +91,27 @@ fn block_row(a: &Plane<'_>, b: &Plane<'_>, by: usize, cols: &mut ColumnSums, out
         &mut cols.ss[..n],
         &mut cols.ab[..n],
     );
-    // Vertical sums first: contiguous, so they vectorize fully.
+    // Vertical sums first: contiguous, so they vectorize fully. Per block
+    // row, |a - b| <= 4·255·n and (a - b)² <= 4·255²·n fit u32 for widths
+    // up to 16 000 px (the canonical format stops at 7680).
+    let (mut sum_abs, mut sum_sq) = (0u32, 0u32);
     for x in 0..n {
         let (p0, p1, p2, p3) = (a0[x] as i32, a1[x] as i32, a2[x] as i32, a3[x] as i32);
         let (q0, q1, q2, q3) = (b0[x] as i32, b1[x] as i32, b2[x] as i32, b3[x] as i32);
         ca[x] = p0 + p1 + p2 + p3;
         cb[x] = q0 + q1 + q2 + q3;
-        css[x] = p0 * p0 + p1 * p1 + p2 * p2 + p3 * p3 + q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3;
-        cab[x] = p0 * q0 + p1 * q1 + p2 * q2 + p3 * q3;
+        let ss = p0 * p0 + p1 * p1 + p2 * p2 + p3 * p3 + q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3;
+        let ab = p0 * q0 + p1 * q1 + p2 * q2 + p3 * q3;
+        css[x] = ss;
+        cab[x] = ab;
+        // Σ(p - q)² = Σp² + Σq² - 2Σpq: already at hand.
+        sum_sq = sum_sq.wrapping_add((ss - 2 * ab) as u32);
+        sum_abs = sum_abs.wrapping_add(
+            ((p0 - q0).abs() + (p1 - q1).abs() + (p2 - q2).abs() + (p3 - q3).abs()) as u32,
+        );
     }
+    covered.sum_abs += sum_abs as u64;
+    covered.sum_sq += sum_sq as u64;
     // Then groups of four columns.
     fn group4(src: &[i32], dst: &mut [i32]) {
         for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
@@ -126,25 +154,35 @@ fn window_row(p: &BlockRow, c: &BlockRow, tmp: &mut [f32]) -> f64 {
 }
 
 multiversion! {
-    fn ssim_unchecked(a: Plane<'_>, b: Plane<'_>) -> f64 {
+    /// SSIM and the difference sums of the pixels covered by whole 4x4 blocks
+    /// (`wb·4` columns x `hb·4` rows).
+    fn ssim_covered(a: Plane<'_>, b: Plane<'_>) -> (f64, u64, u64) {
         let (wb, hb) = (a.width() / 4, a.height() / 4);
-        if wb < 2 || hb < 2 {
-            // No complete 8x8 window: FFmpeg divides 0 by 0 here.
-            return f64::NAN;
-        }
         let n = wb * 4;
         let mut cols = ColumnSums { a: vec![0; n], b: vec![0; n], ss: vec![0; n], ab: vec![0; n] };
         let mut prev = BlockRow::new(wb);
         let mut cur = BlockRow::new(wb);
-        let mut tmp = vec![0f32; wb - 1];
-        block_row(&a, &b, 0, &mut cols, &mut prev);
+        let mut covered = Covered::default();
+        if wb == 0 || hb == 0 {
+            return (f64::NAN, 0, 0);
+        }
+        block_row(&a, &b, 0, &mut cols, &mut prev, &mut covered);
         let mut total = 0f64;
+        let mut tmp = vec![0f32; wb.saturating_sub(1)];
         for by in 1..hb {
-            block_row(&a, &b, by, &mut cols, &mut cur);
-            total += window_row(&prev, &cur, &mut tmp);
+            block_row(&a, &b, by, &mut cols, &mut cur, &mut covered);
+            if wb >= 2 {
+                total += window_row(&prev, &cur, &mut tmp);
+            }
             std::mem::swap(&mut prev, &mut cur);
         }
-        total / ((wb - 1) * (hb - 1)) as f64
+        let value = if wb < 2 || hb < 2 {
+            // No complete 8x8 window: FFmpeg divides 0 by 0 here.
+            f64::NAN
+        } else {
+            total / ((wb - 1) * (hb - 1)) as f64
+        };
+        (value, covered.sum_abs, covered.sum_sq)
     }
 }
 
@@ -153,5 +191,37 @@ multiversion! {
 /// (narrower or shorter than 8 pixels).
 pub fn ssim(a: Plane<'_>, b: Plane<'_>) -> Result<f64> {
     same_shape(&a, &b)?;
-    Ok(ssim_unchecked(a, b))
+    Ok(ssim_covered(a, b).0)
+}
+
+/// SSIM and the sums of absolute and squared differences of the whole
+/// planes, in one pass over the pixels (the strips right of and below the
+/// last whole 4x4 block, which SSIM ignores, are summed on their own).
+pub fn ssim_and_diff(a: Plane<'_>, b: Plane<'_>) -> Result<(f64, DiffSums)> {
+    same_shape(&a, &b)?;
+    let (w, h) = (a.width(), a.height());
+    let (cw, ch) = ((w / 4) * 4, (h / 4) * 4);
+    let (value, mut sum_abs, mut sum_sq) = ssim_covered(a, b);
+    if cw == 0 || ch == 0 {
+        // No whole block: the difference is all remainder.
+        return Ok((value, diff_sums(a, b)?));
+    }
+    let mut add = |x: usize, y: usize, cw: usize, ch: usize| -> Result<()> {
+        if cw > 0 && ch > 0 {
+            let d = diff_sums(a.crop(x, y, cw, ch)?, b.crop(x, y, cw, ch)?)?;
+            sum_abs += d.sum_abs;
+            sum_sq += d.sum_sq;
+        }
+        Ok(())
+    };
+    add(cw, 0, w - cw, h)?; // right strip, full height
+    add(0, ch, cw, h - ch)?; // bottom strip, left of it
+    Ok((
+        value,
+        DiffSums {
+            count: (w * h) as u64,
+            sum_abs,
+            sum_sq,
+        },
+    ))
 }

@@ -240,10 +240,15 @@ fn accumulator_records_summary_and_events() {
     let s = fm.summary();
     assert_eq!(s.frozen_ratio, Some(1.0 / 3.0));
     assert_eq!(s.black_ratio, Some(0.25));
-    assert_eq!(s.scene_cuts, 2);
+    assert_eq!(s.scene_cuts, Some(2));
     assert_eq!(s.psnr_ref_pooled, Some(f64::INFINITY));
     let names: Vec<&str> = s.metrics.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, METRIC_NAMES.to_vec());
+    let defaults: Vec<&str> = METRIC_NAMES
+        .iter()
+        .copied()
+        .filter(|n| Groups::default().computes(n))
+        .collect();
+    assert_eq!(names, defaults);
     let mad_mean = r[1..].iter().map(|x| x.mad_prev.unwrap()).sum::<f64>() / 3.0;
     assert_eq!(s.temporal_flicker, Some((255.0 - mad_mean) / 255.0));
 }
@@ -291,4 +296,110 @@ fn extreme_values_on_wide_frames_do_not_overflow_partial_sums() {
         luma_stats(Plane::packed(&white, w, h).unwrap()),
         (255.0, 0.0)
     );
+}
+
+#[test]
+fn groups_that_are_off_are_not_computed() {
+    let (w, h) = (32, 32);
+    let a = noise(w * h, 9);
+    let config = Config {
+        groups: Groups::from_names(&["temporal"]).unwrap(),
+        ..Config::default()
+    };
+    let mut fm = FrameMetrics::new(config).unwrap();
+    for _ in 0..3 {
+        fm.push(Plane::packed(&a, w, h).unwrap(), None).unwrap();
+    }
+    let r = fm.records();
+    assert_eq!(r[0].luma_mean, None);
+    assert_eq!(r[2].mad_prev, Some(0.0));
+    let s = fm.summary();
+    let names: Vec<&str> = s.metrics.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, vec!["mad_prev", "ssim_prev", "psnr_prev"]);
+    assert_eq!(s.black_ratio, None);
+    assert_eq!(s.scene_cuts, Some(0));
+    assert!(Groups::from_names(&["colour"]).is_err());
+    assert!(Groups::from_names(&["chroma"]).unwrap().reference);
+}
+
+#[test]
+fn chroma_planes_are_weighted_by_their_share_of_samples() {
+    fn plane(d: &[u8], s: usize) -> Plane<'_> {
+        Plane::packed(d, s, s).unwrap()
+    }
+    // 4:2:0: Y 16x16, U and V 8x8; only U differs from the reference.
+    let y = noise(16 * 16, 1);
+    let u = noise(8 * 8, 2);
+    let v = noise(8 * 8, 3);
+    let u2: Vec<u8> = u.iter().map(|&p| p.saturating_add(9)).collect();
+    let frame = Yuv {
+        y: plane(&y, 16),
+        u: Some(plane(&u2, 8)),
+        v: Some(plane(&v, 8)),
+    };
+    let reference = Yuv {
+        y: plane(&y, 16),
+        u: Some(plane(&u, 8)),
+        v: Some(plane(&v, 8)),
+    };
+    let config = Config {
+        groups: Groups::from_names(&["chroma"]).unwrap(),
+        ..Config::default()
+    };
+    let mut fm = FrameMetrics::new(config).unwrap();
+    let rec = *fm.push_yuv(frame, Some(reference)).unwrap();
+    let su = ssim(plane(&u2, 8), plane(&u, 8)).unwrap();
+    let mse_u = mse(plane(&u2, 8), plane(&u, 8)).unwrap();
+    assert_eq!(rec.ssim_ref, Some(1.0));
+    assert_eq!(rec.ssim_v, Some(1.0));
+    assert_eq!(rec.ssim_u, Some(su));
+    let all = rec.ssim_all.unwrap();
+    assert!(
+        (all - (4.0 / 6.0 + su / 6.0 + 1.0 / 6.0)).abs() < 1e-12,
+        "{all}"
+    );
+    assert_eq!(rec.psnr_u, Some(psnr_from_mse(mse_u)));
+    let avg = rec.psnr_avg.unwrap();
+    assert!((avg - psnr_from_mse(mse_u / 6.0)).abs() < 1e-9, "{avg}");
+    // Without U and V the chroma group cannot work: an error, nothing recorded.
+    let luma_only = Yuv::luma(plane(&y, 16));
+    assert!(fm.push_yuv(luma_only, Some(luma_only)).is_err());
+    assert_eq!(fm.len(), 1);
+}
+
+#[test]
+fn ssim_and_diff_equals_the_separate_kernels_on_any_size() {
+    for (w, h) in [
+        (1, 1),
+        (3, 5),
+        (7, 9),
+        (8, 8),
+        (13, 10),
+        (64, 36),
+        (101, 67),
+        (1281, 9),
+    ] {
+        let a = noise(w * h, (w * 31 + h) as u64);
+        let b = noise(w * h, (w * 17 + h + 1) as u64);
+        let (pa, pb) = (
+            Plane::packed(&a, w, h).unwrap(),
+            Plane::packed(&b, w, h).unwrap(),
+        );
+        let (s, d) = ssim_and_diff(pa, pb).unwrap();
+        let expected = ssim(pa, pb).unwrap();
+        assert!(
+            s == expected || (s.is_nan() && expected.is_nan()),
+            "{w}x{h}"
+        );
+        assert_eq!(d, diff_sums(pa, pb).unwrap(), "{w}x{h}");
+    }
+    // A strided view: the strips right of and below the blocks come from the view.
+    let (w, h, stride) = (30, 19, 40);
+    let a = noise(stride * h, 3);
+    let b = noise(stride * h, 4);
+    let (pa, pb) = (
+        Plane::new(&a, w, h, stride).unwrap(),
+        Plane::new(&b, w, h, stride).unwrap(),
+    );
+    assert_eq!(ssim_and_diff(pa, pb).unwrap().1, diff_sums(pa, pb).unwrap());
 }
