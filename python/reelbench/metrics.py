@@ -3,23 +3,23 @@
 The kernels (``ssim``, ``psnr``, ``mse``, ``mad``, ``luma_stats``,
 ``sharpness``, ``black_share``) take 2-D uint8 arrays, C-contiguous or
 row-strided, and release the GIL. ``FrameMetrics`` accumulates per-frame
-records and the whole-video summary one frame at a time. Definitions and
-thresholds: docs/metrics.md.
+records and the whole-video summary one frame at a time, for the metric
+groups it was made with (``frame``, ``temporal``, ``reference``, ``chroma``).
+:func:`measure_videos` decodes files on threads and feeds them in.
+Definitions and thresholds: docs/metrics.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
-from collections.abc import Callable, Generator
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from reelbench._native import (
+    METRIC_GROUPS,
     FrameMetrics,
     black_share,
     luma_stats,
@@ -30,21 +30,41 @@ from reelbench._native import (
     ssim,
 )
 from reelbench.errors import ReelbenchError
-from reelbench.video.frames import VideoInfo, iter_y_planes, probe
+from reelbench.video.frames import (
+    NoVideoStreamError,
+    VideoInfo,
+    decode_frames,
+    open_video,
+    video_info,
+)
 
 __all__ = [
+    "DEFAULT_GROUPS",
+    "METRICS_VERSION",
+    "METRIC_GROUPS",
     "FrameMetrics",
     "MeasuredVideo",
     "ReferenceMismatchError",
+    "UnreadableVideoError",
     "black_share",
     "luma_stats",
     "mad",
     "measure_video",
+    "measure_videos",
     "mse",
     "psnr",
     "sharpness",
     "ssim",
 ]
+
+
+#: What FrameMetrics computes unless told otherwise: every Y-plane metric.
+DEFAULT_GROUPS = ("frame", "temporal", "reference")
+
+#: The version of the metric definitions (docs/metrics.md). Bumped whenever a
+#: number could change for the same frames; recorded with every run's metrics,
+#: and part of the key under which canonical outputs are reused.
+METRICS_VERSION = 2
 
 
 class ReferenceMismatchError(ReelbenchError, ValueError):
@@ -70,43 +90,175 @@ class MeasuredVideo:
         }
 
 
-def _no_planes() -> Generator[NDArray[np.uint8], None, None]:
-    """An empty plane generator (no reference)."""
-    yield from ()
+#: Decoded frames a decoding thread may run ahead of the measuring thread.
+_READ_AHEAD = 8
+_END = object()
+
+
+class UnreadableVideoError(ReelbenchError, ValueError):
+    """An input that cannot be measured: missing, unreadable, or without video."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _reason(path: str, exc: BaseException) -> str:
+    if isinstance(exc, NoVideoStreamError):
+        return "no video stream in this file"
+    text = getattr(exc, "strerror", None) or str(exc).replace(f"'{path}'", "")
+    return str(text).strip(": ")
+
+
+class _Decoder(threading.Thread):
+    """Opens and decodes one file on its own thread into a short queue.
+
+    FFmpeg releases the GIL while it decodes, so files decode side by side
+    while the native accumulators measure. The container is opened once:
+    :attr:`info` (or :attr:`error`) is ready when :attr:`opened` is set.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], chroma: bool, threads: int) -> None:
+        super().__init__(name=f"decode-{os.fspath(path)}", daemon=True)
+        self.path, self.chroma, self.threads = os.fspath(path), chroma, threads
+        self.frames: queue.Queue[Any] = queue.Queue(_READ_AHEAD)
+        self.opened = threading.Event()
+        self.info: VideoInfo | None = None
+        self.error: BaseException | None = None
+        self._closed = threading.Event()
+
+    def run(self) -> None:
+        try:
+            container = open_video(self.path)
+            self.info = video_info(container, self.path)
+        except BaseException as exc:
+            self.error = exc
+            return
+        finally:
+            self.opened.set()
+        try:
+            with container:
+                for frame in decode_frames(container, chroma=self.chroma, threads=self.threads):
+                    if not self._put(frame):
+                        return
+        except BaseException as exc:  # handed to the reading thread
+            self._put(exc)
+            return
+        self._put(_END)
+
+    def opened_info(self) -> VideoInfo:
+        """The input's description once open; UnreadableVideoError if it could not be."""
+        self.opened.wait()
+        if self.info is None:
+            error = self.error or RuntimeError("decoder did not start")
+            raise UnreadableVideoError(self.path, _reason(self.path, error)) from error
+        return self.info
+
+    def _put(self, item: Any) -> bool:
+        while not self._closed.is_set():
+            try:
+                self.frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self.frames.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop decoding (the reader is done early or failed)."""
+        self._closed.set()
+        self.join(timeout=5)
+
+
+def measure_videos(
+    paths: Sequence[str | os.PathLike[str]],
+    reference: str | os.PathLike[str] | None = None,
+    *,
+    groups: Sequence[str] | None = None,
+    on_frame: Callable[[int, int | None], None] | None = None,
+) -> list[MeasuredVideo]:
+    """Measure each of ``paths``, against one ``reference`` decoded once for all.
+
+    Every file is opened once and decoded on its own thread while the native
+    accumulators measure (GIL released), so two videos take about the time of
+    the slower decode on two cores. Frames pair with the reference by
+    position; once the reference ends, the remaining frames are measured
+    without it. ``groups``: the metric groups (default :data:`DEFAULT_GROUPS`).
+    Raises UnreadableVideoError for an input that is missing, unreadable or
+    has no video, ReferenceMismatchError when a video and the reference
+    differ in size. ``on_frame(done, total)`` is called after each frame
+    index, with the longest declared frame count (None when unknown).
+    """
+    chosen = list(groups) if groups is not None else list(DEFAULT_GROUPS)
+    accumulators = [FrameMetrics(groups=chosen) for _ in paths]
+    chroma = "chroma" in chosen and reference is not None
+    # Each decoder gets its share of the cores: frame threading costs CPU
+    # time in hand-offs, which pays only when cores would otherwise idle.
+    files = len(paths) + (reference is not None)
+    threads = max(1, (os.cpu_count() or 1) // files) if files > 1 else 0
+    decoders = [_Decoder(p, chroma, threads) for p in paths]
+    ref_decoder = _Decoder(reference, chroma, threads) if reference is not None else None
+    every = [*decoders, *([ref_decoder] if ref_decoder else [])]
+    for decoder in every:
+        decoder.start()
+    try:
+        infos = [d.opened_info() for d in decoders]
+        ref_info = ref_decoder.opened_info() if ref_decoder else None
+        for info in infos:
+            if ref_info is not None and (ref_info.width, ref_info.height) != (
+                info.width,
+                info.height,
+            ):
+                raise ReferenceMismatchError(
+                    f"{ref_info.path}: reference is {ref_info.width}x{ref_info.height}, "
+                    f"but {info.path} is {info.width}x{info.height}; "
+                    "the reference must have the same size"
+                )
+        total = max((i.frames or 0) for i in infos) or None
+        streams: list[Iterator[Any] | None] = [iter(d) for d in decoders]
+        ref_stream: Iterator[Any] | None = iter(ref_decoder) if ref_decoder else None
+        n = 0
+        while any(s is not None for s in streams):
+            ref_frame = next(ref_stream, None) if ref_stream is not None else None
+            if ref_frame is None:
+                ref_stream = None
+            pushed = False
+            for i, stream in enumerate(streams):
+                if stream is None:
+                    continue
+                frame = next(stream, None)
+                if frame is None:
+                    streams[i] = None
+                    continue
+                accumulators[i].push_frame(frame, ref_frame)
+                pushed = True
+            if pushed:
+                n += 1
+                if on_frame is not None:
+                    on_frame(n, total)
+    finally:
+        for decoder in every:
+            decoder.close()
+    return [
+        MeasuredVideo(video=info, reference=ref_info, metrics=fm)
+        for info, fm in zip(infos, accumulators, strict=True)
+    ]
 
 
 def measure_video(
     path: str | os.PathLike[str],
     reference: str | os.PathLike[str] | None = None,
     *,
-    metrics: FrameMetrics | None = None,
-    on_frame: Callable[[int], None] | None = None,
+    groups: Sequence[str] | None = None,
+    on_frame: Callable[[int, int | None], None] | None = None,
 ) -> MeasuredVideo:
-    """Decode ``path`` (and ``reference``) and push every Y plane into FrameMetrics.
-
-    Frames are paired with the reference by position; once either video ends
-    the remaining frames of ``path`` are measured without reference. Raises
-    ReferenceMismatchError when the two videos differ in size, and the
-    errors of `probe` for unreadable inputs. ``on_frame(n)`` is called after
-    each frame (for progress display).
-    """
-    info = probe(path)
-    ref_info = probe(reference) if reference is not None else None
-    if ref_info is not None and (ref_info.width, ref_info.height) != (info.width, info.height):
-        raise ReferenceMismatchError(
-            f"{ref_info.path}: reference is {ref_info.width}x{ref_info.height}, "
-            f"but {info.path} is {info.width}x{info.height}; "
-            "the reference must have the same size"
-        )
-    fm = metrics if metrics is not None else FrameMetrics()
-    planes = iter_y_planes(path)
-    ref_planes = iter_y_planes(reference) if reference is not None else _no_planes()
-    # Close both decoders as soon as we are done, even when one video is longer.
-    with contextlib.closing(planes), contextlib.closing(ref_planes):
-        for n, (y, ref) in enumerate(itertools.zip_longest(planes, ref_planes), 1):
-            if y is None:
-                break
-            fm.push(y, ref)
-            if on_frame is not None:
-                on_frame(n)
-    return MeasuredVideo(video=info, reference=ref_info, metrics=fm)
+    """Measure one video (see :func:`measure_videos`)."""
+    return measure_videos([path], reference, groups=groups, on_frame=on_frame)[0]

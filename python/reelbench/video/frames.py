@@ -1,8 +1,12 @@
-"""Frame access with PyAV: zero-copy views of decoded Y planes, and a probe.
+"""Frame access with PyAV: decoded frames ready for the native metrics, and a probe.
 
-The Y plane of an 8-bit YUV (or gray) frame is handed to the native metrics
-as a numpy view of PyAV's buffer, rows ``line_size`` bytes apart, without a
-copy. Other pixel formats are converted to 8-bit YUV first.
+The native metrics read a decoded frame's planes in place (buffer protocol,
+rows ``line_size`` bytes apart), without a copy: :func:`metrics_frame` only
+converts frames whose layout they cannot read (10-bit, RGB, semi-planar
+chroma when U and V are wanted) to 8-bit ``yuv420p``. :func:`y_plane` gives
+the same Y plane as a numpy view, for callers that want an array.
+
+numpy is imported only by :func:`y_plane`: ``reelbench metrics`` runs without it.
 """
 
 from __future__ import annotations
@@ -11,14 +15,28 @@ import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
-import numpy as np
-from numpy.typing import NDArray
 
 from reelbench.errors import ReelbenchError
 
-__all__ = ["NoVideoStreamError", "VideoInfo", "iter_y_planes", "probe", "y_plane"]
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+__all__ = [
+    "NoVideoStreamError",
+    "VideoInfo",
+    "decode_frames",
+    "iter_frames",
+    "iter_y_planes",
+    "metrics_frame",
+    "open_video",
+    "probe",
+    "video_info",
+    "y_plane",
+]
 
 # Pixel formats whose first plane is 8-bit luma, one byte per pixel.
 _Y8_FORMATS = frozenset(
@@ -46,6 +64,27 @@ _Y8_FORMATS = frozenset(
 )
 
 
+# Planar 8-bit YUV: planes 1 and 2 are U and V, each its own plane.
+_PLANAR_YUV8 = frozenset(
+    {
+        "yuv410p",
+        "yuv411p",
+        "yuv420p",
+        "yuv422p",
+        "yuv440p",
+        "yuv444p",
+        "yuvj411p",
+        "yuvj420p",
+        "yuvj422p",
+        "yuvj440p",
+        "yuvj444p",
+        "yuva420p",
+        "yuva422p",
+        "yuva444p",
+    }
+)
+
+
 class NoVideoStreamError(ReelbenchError, ValueError):
     """The file opened, but holds no video stream."""
 
@@ -61,6 +100,19 @@ class VideoInfo:
     frames: int | None
 
 
+def metrics_frame(frame: av.VideoFrame, *, chroma: bool = False) -> av.VideoFrame:
+    """``frame`` in a layout the native metrics read in place (converted only if needed).
+
+    Y only: any 8-bit format whose first plane is luma. With ``chroma``: planar
+    8-bit YUV (U and V as planes 1 and 2); anything else becomes ``yuv420p``
+    (BT.601, as FFmpeg's default conversion).
+    """
+    formats = _PLANAR_YUV8 if chroma else _Y8_FORMATS
+    if frame.format.name in formats:
+        return frame
+    return frame.reformat(format="yuv420p")
+
+
 def y_plane(frame: av.VideoFrame) -> NDArray[np.uint8]:
     """The frame's 8-bit luma as a ``(height, width)`` uint8 array.
 
@@ -68,8 +120,9 @@ def y_plane(frame: av.VideoFrame) -> NDArray[np.uint8]:
     PyAV's plane (it keeps the frame alive); other formats are converted to
     ``yuv420p`` first (BT.601, as FFmpeg's default conversion).
     """
-    if frame.format.name not in _Y8_FORMATS:
-        frame = frame.reformat(format="yuv420p")
+    import numpy as np
+
+    frame = metrics_frame(frame)
     plane = frame.planes[0]
     rows: NDArray[np.uint8] = np.frombuffer(
         memoryview(plane), np.uint8, count=plane.line_size * plane.height
@@ -85,6 +138,28 @@ def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
     return container
 
 
+def open_video(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open ``path`` for decoding its first video stream (close it when done).
+
+    Raises FileNotFoundError for a missing file, ``av.error.FFmpegError`` for
+    a file FFmpeg cannot read, NoVideoStreamError for a file without video.
+    """
+    return _open(path)
+
+
+def video_info(container: av.container.InputContainer, path: str | os.PathLike[str]) -> VideoInfo:
+    """What an open container says about its first video stream."""
+    stream = container.streams.video[0]
+    rate: Fraction | None = stream.average_rate or stream.guessed_rate
+    return VideoInfo(
+        path=os.fspath(path),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=float(rate) if rate else None,
+        frames=stream.frames or None,
+    )
+
+
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
     """Width, height, frame rate and (when the container declares it) frame count.
 
@@ -92,22 +167,37 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     a file FFmpeg cannot read, NoVideoStreamError for a file without video.
     """
     with _open(path) as container:
-        stream = container.streams.video[0]
-        rate: Fraction | None = stream.average_rate or stream.guessed_rate
-        return VideoInfo(
-            path=os.fspath(path),
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=float(rate) if rate else None,
-            frames=stream.frames or None,
-        )
+        return video_info(container, path)
+
+
+def decode_frames(
+    container: av.container.InputContainer, *, chroma: bool = False, threads: int = 0
+) -> Generator[av.VideoFrame, None, None]:
+    """Decode an open container's first video stream, frames as :func:`metrics_frame` gives.
+
+    ``threads``: decoder threads (0: FFmpeg's choice, frame threading that
+    decodes ahead on other cores; 1: none, cheapest in CPU time when several
+    files decode at once and already keep every core busy).
+    """
+    stream = container.streams.video[0]
+    if threads == 1:
+        stream.thread_type = "NONE"
+    else:
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+    for frame in container.decode(stream):
+        yield metrics_frame(frame, chroma=chroma)
+
+
+def iter_frames(
+    path: str | os.PathLike[str], *, chroma: bool = False, threads: int = 0
+) -> Generator[av.VideoFrame, None, None]:
+    """Decode the first video stream of ``path`` (see :func:`decode_frames`)."""
+    with _open(path) as container:
+        yield from decode_frames(container, chroma=chroma, threads=threads)
 
 
 def iter_y_planes(path: str | os.PathLike[str]) -> Generator[NDArray[np.uint8], None, None]:
     """Decode the first video stream and yield each frame's Y plane (see `y_plane`)."""
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        # Frame threading decodes ahead on other cores while we measure.
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            yield y_plane(frame)
+    for frame in iter_frames(path):
+        yield y_plane(frame)
