@@ -63,9 +63,10 @@ class PostgresCluster:
         cmd = [*(self.run_as or []), str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir)]
         subprocess.run([*cmd, *args], check=True, capture_output=True, timeout=120)
 
-    def restart(self) -> None:
-        """Restart the server, dropping every connection (``-m fast``)."""
-        self.pg_ctl("restart", "-m", "fast", "-w", "-l", str(self.data_dir.parent / "log"))  # type: ignore[union-attr]
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server, dropping every connection (``-m fast``; ``immediate``: a crash)."""
+        log = str(self.data_dir.parent / "log")  # type: ignore[union-attr]
+        self.pg_ctl("restart", "-m", mode, "-w", "-o", self.options, "-l", log)
 
     def stop(self) -> None:
         """Stop the server (``-m fast``: connections are cut)."""
@@ -104,8 +105,11 @@ def start_cluster(tmp_root: Path) -> PostgresCluster:
     )  # fmt: skip
     port = _free_port()
     options = (
+        # fsync off: the data is disposable, but a server crash (pg_ctl -m
+        # immediate) still keeps every commit, as on a real server; the outage
+        # tests rely on that (synchronous_commit stays on).
         f"-p {port} -k {tmp_root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        "-c full_page_writes=off -c max_connections=200"
     )
     subprocess.run(
         [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options,

@@ -22,9 +22,13 @@ its call, under a key salted with its run id: it never shares a call with
 another run, but its own retries still resume its job.
 
 Every state change is its own short transaction; nothing is held open while
-the provider works. Clocks: lease times are read from and written by the
-database's clock (PostgreSQL ``now()``; on SQLite, the one host's clock), as
-run leases are, so workers' clocks need not agree.
+the provider works. Each of them is retried through a database outage
+(:func:`reelbench.db.retry.retry_db`): they are reads or conditional writes
+that are safe to repeat, so a restarted database costs time, not an attempt.
+
+Clocks: lease times are read from and written by the database's clock
+(PostgreSQL ``now()``; on SQLite, the one host's clock), as run leases are,
+so workers' clocks need not agree.
 """
 
 from __future__ import annotations
@@ -33,16 +37,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reelbench.db.claim import sql_later, sql_now
+from reelbench.db.engine import read_transaction
 from reelbench.db.models import ProviderCall
+from reelbench.db.retry import retry_db
 from reelbench.errors import LeaseLost, RetryableError, RunError, TerminalError
 from reelbench.identity import spec_hash
 from reelbench.providers.base import GenerationRequest, Provider
@@ -50,6 +57,7 @@ from reelbench.storage import ArtifactStore
 
 __all__ = [
     "CallPolicy",
+    "CallTakenOver",
     "ProviderCallCache",
     "RawOutput",
     "forget_unusable_output",
@@ -103,6 +111,22 @@ def request_hash(record: dict[str, Any]) -> str:
     return spec_hash(record)
 
 
+_CALLS = ProviderCall.__table__
+# Built once (this read runs once per run): plain columns, read fresh each time.
+_READ_CALL = select(*_CALLS.c).where(_CALLS.c.request_hash == bindparam("key"))
+_READ_CALL_PG = select(*_CALLS.c, func.now().label("now")).where(
+    _CALLS.c.request_hash == bindparam("key")
+)
+
+
+class CallTakenOver(LeaseLost):
+    """Another run owns the provider call now (this run's lease on it lapsed).
+
+    Not the run's loss: the run goes back to waiting for that call's result,
+    as any run does whose request someone else is already making.
+    """
+
+
 def _same(column: Any, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
 
@@ -125,9 +149,13 @@ def forget_unusable_output(session: Session, call_id: int, raw_sha256: str, reas
         .values(status="failed", error_class="terminal", error_message=reason[:4000])
         .execution_options(synchronize_session=False)
     )
-    changed = cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
-    session.commit()
-    return changed
+
+    def write() -> bool:
+        changed = cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
+        session.commit()
+        return changed
+
+    return retry_db("forgetting an unusable provider output", write, session=session)
 
 
 class ProviderCallCache:
@@ -166,36 +194,42 @@ class ProviderCallCache:
         while True:
             if stop.is_set():
                 raise LeaseLost(f"run {run_id} stopped while obtaining its provider output")
-            # populate_existing: sessions keep objects across commits here
-            # (expire_on_commit=False); a poll must see the row as it is now.
-            # The database's clock comes with it: leases are compared with it,
-            # as run leases are, so workers' clocks need not agree.
-            found = session.execute(
-                select(ProviderCall, sql_now(session).label("now"))
-                .where(ProviderCall.request_hash == key)
-                .execution_options(populate_existing=True)
-            ).first()
-            session.commit()  # never keep a transaction (a SQLite write lock) while deciding
+            # The database's clock comes with the row: leases are compared with
+            # it, as run leases are, so workers' clocks need not agree.
+            found = retry_db(
+                "reading a provider call", lambda: self._read(session, key), session=session
+            )
             if found is None:
-                call = ProviderCall(
-                    request_hash=key,
-                    provider=request.provider,
-                    model=request.model,
-                    request=record,
-                    status="pending",
-                    owner_run_id=run_id,
-                    owner_attempt=attempt,
-                    lease_expires_at=sql_later(session, self.policy.lease_seconds),
-                    created_at=sql_now(session),
-                )
-                session.add(call)
-                try:
+
+                def insert() -> int:
+                    # A fresh object per try: a rolled-back one keeps stale state.
+                    call = ProviderCall(
+                        request_hash=key,
+                        provider=request.provider,
+                        model=request.model,
+                        request=record,
+                        status="pending",
+                        owner_run_id=run_id,
+                        owner_attempt=attempt,
+                        lease_expires_at=sql_later(session, self.policy.lease_seconds),
+                        created_at=sql_now(session),
+                    )
+                    session.add(call)
                     session.commit()
+                    return call.id
+
+                try:
+                    call_id = retry_db("recording a provider call", insert, session=session)
                 except IntegrityError:
-                    session.rollback()  # another run inserted it first: read it again
+                    # Another run inserted it first (or an outage hid that our
+                    # own insert went through): read it again.
+                    session.rollback()
                     continue
-                return self._make_call(session, provider, request, call.id, None, run_id, attempt,
-                                       raw_path, stop, fence)  # fmt: skip
+                try:
+                    return self._make_call(session, provider, request, call_id, None, run_id,
+                                           attempt, raw_path, stop, fence)  # fmt: skip
+                except CallTakenOver:
+                    continue
             call, now = found
             if (
                 call.status == "succeeded"
@@ -220,11 +254,26 @@ class ProviderCallCache:
             # call or a vanished cached file starts afresh.
             job_id = call.job_id if in_flight else None
             if self._take_over(session, call, run_id, attempt, job_id):
-                return self._make_call(session, provider, request, call.id, job_id, run_id,
-                                       attempt, raw_path, stop, fence)  # fmt: skip
+                try:
+                    return self._make_call(session, provider, request, call.id, job_id, run_id,
+                                           attempt, raw_path, stop, fence)  # fmt: skip
+                except CallTakenOver:
+                    continue
+
+    @staticmethod
+    def _read(session: Session, key: str) -> tuple[Any, datetime] | None:
+        """The call's row as it is now (a plain row, no ORM identity) and the database's time."""
+        postgres = session.get_bind().dialect.name == "postgresql"
+        stmt = _READ_CALL_PG if postgres else _READ_CALL
+        read_transaction(session)
+        row = session.execute(stmt, {"key": key}).first()
+        session.commit()  # never keep a transaction (a SQLite write lock) while deciding
+        if row is None:
+            return None
+        return row, (row.now if postgres else datetime.now(UTC))
 
     def _take_over(
-        self, session: Session, call: ProviderCall, run_id: int, attempt: int, job_id: str | None
+        self, session: Session, call: Any, run_id: int, attempt: int, job_id: str | None
     ) -> bool:
         # Compare-and-set on what we read: of several takers, one changes the row.
         stmt = (
@@ -257,17 +306,28 @@ class ProviderCallCache:
         )
 
     def _write(self, session: Session, stmt: Any) -> bool:
-        """Run a conditional UPDATE in its own transaction; True when it hit the row."""
-        result = session.execute(stmt.execution_options(synchronize_session=False))
-        won = cast(CursorResult[Any], result).rowcount == 1
-        session.commit()
-        return won
+        """Run a conditional UPDATE in its own transaction; True when it hit the row.
+
+        Retried through an outage. Every such UPDATE is conditioned on the row's
+        owner, so repeating one whose commit did go through either hits the
+        same row again or (when it released the row) hits nothing, which its
+        callers treat the same way.
+        """
+        stmt = stmt.execution_options(synchronize_session=False)
+
+        def write() -> bool:
+            result = session.execute(stmt)
+            won = cast(CursorResult[Any], result).rowcount == 1
+            session.commit()
+            return won
+
+        return retry_db("updating a provider call", write, session=session)
 
     def _renew(self, session: Session, call_id: int, run_id: int, attempt: int) -> None:
         lease = sql_later(session, self.policy.lease_seconds)
         stmt = self._owned(call_id, run_id, attempt).values(lease_expires_at=lease)
         if not self._write(session, stmt):
-            raise LeaseLost(f"provider call {call_id} was taken over by another run")
+            raise CallTakenOver(f"provider call {call_id} was taken over by another run")
 
     def _fail(
         self, session: Session, call_id: int, run_id: int, attempt: int, error: BaseException
@@ -369,7 +429,7 @@ class ProviderCallCache:
                 lease_expires_at=sql_later(session, self.policy.lease_seconds),
             )
             if not self._write(session, stmt):
-                raise LeaseLost(
+                raise CallTakenOver(
                     f"provider call {call_id} was taken over while submitting job {job_id}"
                 )
         try:
@@ -388,10 +448,18 @@ class ProviderCallCache:
         except BaseException:
             self._release(session, call_id, run_id, attempt)
             raise
-        submitted_at, now = session.execute(
-            select(ProviderCall.submitted_at, sql_now(session)).where(ProviderCall.id == call_id)
-        ).one()
-        session.commit()
+
+        def times() -> Any:
+            read_transaction(session)
+            row = session.execute(
+                select(ProviderCall.submitted_at, sql_now(session)).where(
+                    ProviderCall.id == call_id
+                )
+            ).one()
+            session.commit()
+            return row
+
+        submitted_at, now = retry_db("reading a provider call", times, session=session)
         latency = (
             (now - submitted_at).total_seconds()
             if submitted_at is not None
@@ -423,14 +491,20 @@ class ProviderCallCache:
         Other runs' artifact rows may point at that file (cache hits), so it
         is never replaced; the new output goes next to it instead.
         """
-        other = session.scalar(
-            select(ProviderCall.id).where(
-                ProviderCall.raw_artifact_uri == raw_path.as_uri(),
-                ProviderCall.id != call_id,
-                ProviderCall.status == "succeeded",
+
+        def read() -> Any:
+            read_transaction(session)
+            found = session.scalar(
+                select(ProviderCall.id).where(
+                    ProviderCall.raw_artifact_uri == raw_path.as_uri(),
+                    ProviderCall.id != call_id,
+                    ProviderCall.status == "succeeded",
+                )
             )
-        )
-        session.commit()
+            session.commit()
+            return found
+
+        other = retry_db("reading provider calls", read, session=session)
         if other is None:
             return raw_path
         return raw_path.with_name(f"{raw_path.stem}-call{call_id}{raw_path.suffix}")

@@ -43,7 +43,7 @@ from sqlalchemy import delete, event, func, inspect, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, make_transient, sessionmaker
 
-from reelbench.context import Processor, RunContext, build_contexts
+from reelbench.context import ExperimentSettings, Processor, RunContext, build_contexts
 from reelbench.db import claim as q
 
 # Experiment-level queue operations, re-exported for callers driving workers in-process.
@@ -55,10 +55,11 @@ from reelbench.db.experiments import (
     retry_experiment,
 )
 from reelbench.db.models import Experiment, Run, RunStatus
+from reelbench.db.result_rows import STAGED, replay_staged
+from reelbench.db.retry import DB_UNAVAILABLE, Stopping, retry_db, short_error
 from reelbench.errors import LeaseLost, RetryableError, TerminalError
 from reelbench.spec import RetryPolicy
 from reelbench.storage import DEFAULT_ARTIFACT_ROOT
-from reelbench.video.canonical import CanonicalFormat
 
 __all__ = [
     "ExperimentStatus",
@@ -74,9 +75,6 @@ __all__ = [
 log = logging.getLogger("reelbench.worker")
 
 T = TypeVar("T")
-
-#: Errors that mean "the database is unreachable or busy right now".
-_DB_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 def default_worker_id() -> str:
@@ -158,7 +156,7 @@ class WorkerOrchestrator:
         self._done = threading.Event()
         self._queue: queue.SimpleQueue[RunContext | None] = queue.SimpleQueue()
         self._policies: dict[int, RetryPolicy] = {}
-        self._canonical: dict[int, CanonicalFormat] = {}
+        self._settings: dict[int, ExperimentSettings] = {}
         self._rng = random.Random()
         self._until_idle = False
         self._threads: list[threading.Thread] = []
@@ -338,7 +336,7 @@ class WorkerOrchestrator:
                     worker_id=self.worker_id,
                     artifact_root=self.artifact_root,
                     use_cache=self.use_cache,
-                    canonical_cache=self._canonical,
+                    settings_cache=self._settings,
                 )
 
         contexts = self._db("claiming runs", claim_and_build, give_up=False)
@@ -439,6 +437,7 @@ class WorkerOrchestrator:
         # Rows the processor added in this transaction, flushed or not (its own
         # statements autoflush): what a cut-off commit must store again.
         pending = [*session.info.get(_INSERTED, ()), *session.new]
+        staged = list(session.info.get(STAGED, ()))
         call_id = session.info.get(q.LINKED_CALL)
         try:
             owned = q.complete(session, ctx.run_id, ctx.attempt, uri, sha256)
@@ -447,12 +446,12 @@ class WorkerOrchestrator:
             else:
                 session.rollback()
             return owned
-        except _DB_UNAVAILABLE as exc:
+        except DB_UNAVAILABLE as exc:
             session.rollback()
             log.warning(
                 "run %d: database unavailable while storing the result (%s); retrying",
                 ctx.run_id,
-                _short(exc),
+                short_error(exc),
             )
 
         # The connection died under the commit. Store the same rows again in a
@@ -468,6 +467,7 @@ class WorkerOrchestrator:
                 for obj in pending:
                     _forget_identity(obj)
                     retry.add(obj)
+                replay_staged(retry, ctx.run_id, staged)
                 if call_id is not None:
                     q.link_provider_call(retry, ctx.run_id, ctx.attempt, call_id)
                 if q.complete(retry, ctx.run_id, ctx.attempt, uri, sha256):
@@ -592,10 +592,10 @@ class WorkerOrchestrator:
             try:
                 with self.sessions() as session, session.begin():
                     owned = q.heartbeat(session, leases, self.lease_seconds)
-            except _DB_UNAVAILABLE as exc:
+            except DB_UNAVAILABLE as exc:
                 # Keep trying at the next beat: the fence still holds until
                 # another worker actually claims the run.
-                log.warning("heartbeat failed, database unavailable: %s", _short(exc))
+                log.warning("heartbeat failed, database unavailable: %s", short_error(exc))
                 continue
             for ctx in contexts:
                 if ctx.run_id not in owned and not ctx.stop.is_set():
@@ -619,26 +619,18 @@ class WorkerOrchestrator:
         give_up: bool = True,
         max_seconds: float | None = None,
     ) -> T:
-        """Run ``fn``, retrying with backoff while the database is unreachable or busy."""
-        limit = self.db_retry_seconds if max_seconds is None else max_seconds
-        deadline = time.monotonic() + limit
-        delay = 0.1
-        while True:
+        """Run ``fn``, retrying with backoff while the database is unreachable or busy.
+
+        ``give_up=False``: keep trying until the database answers or the
+        worker stops (then :class:`_Stopping`).
+        """
+        if not give_up:
             try:
-                return fn()
-            except _DB_UNAVAILABLE as exc:
-                if give_up and time.monotonic() + delay > deadline:
-                    raise
-                if not give_up and self._stopping.is_set():
-                    raise _Stopping from exc
-                log.warning(
-                    "database unavailable while %s (%s); retrying in %.1fs",
-                    what,
-                    _short(exc),
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                return retry_db(what, fn, max_seconds=None, stopping=self._stopping)
+            except Stopping as exc:
+                raise _Stopping from exc
+        limit = self.db_retry_seconds if max_seconds is None else max_seconds
+        return retry_db(what, fn, max_seconds=limit)
 
 
 _INSERTED = "reelbench.inserted"
@@ -650,6 +642,7 @@ def _on_insert(session: Session, obj: object) -> None:
 
 def _on_end(session: Session) -> None:  # committed or rolled back: nothing to replay
     session.info.pop(_INSERTED, None)
+    session.info.pop(STAGED, None)
     session.info.pop(q.LINKED_CALL, None)
 
 
@@ -673,8 +666,3 @@ def _forget_identity(obj: object) -> None:
 
 class _Stopping(Exception):
     """The worker is stopping and gave up waiting for the database."""
-
-
-def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -46,6 +46,7 @@ __all__ = [
     "missing_database_message",
     "normalize_url",
     "open_database",
+    "read_transaction",
     "session_factory",
     "sqlite_file",
     "upgrade",
@@ -97,6 +98,21 @@ def missing_database_message(url: str, path: Path) -> str:
     )
 
 
+#: Execution option of a transaction that only reads (see :func:`read_transaction`).
+READ_ONLY = "reelbench_read_only"
+
+
+def read_transaction(session: Session) -> None:
+    """Mark the session's next transaction as read-only; call before its first statement.
+
+    On SQLite it then begins DEFERRED instead of IMMEDIATE, so a read never
+    queues behind writers for the write lock. It must not write: a deferred
+    transaction that tries to write after another writer committed fails.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={READ_ONLY: True})
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -113,7 +129,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads marked with read_transaction() take no write lock: in WAL mode
+        # they never wait for a writer, nor make one wait.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 #: A pooled PostgreSQL connection idle for longer than this is checked before use.
