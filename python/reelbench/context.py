@@ -35,9 +35,24 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from reelbench.db.models import Experiment, Item, Run, Variant
+from reelbench.spec import MetricsSettings
 from reelbench.video.canonical import CanonicalFormat
 
-__all__ = ["Processor", "RunContext", "build_context", "build_contexts"]
+__all__ = [
+    "ExperimentSettings",
+    "Processor",
+    "RunContext",
+    "build_context",
+    "build_contexts",
+]
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """What every run of one experiment shares: canonical format, metric groups."""
+
+    canonical: CanonicalFormat
+    metric_groups: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,8 @@ class RunContext:
     #: The folder of the spec file as submitted, when known: relative paths in
     #: a ``command`` provider's argument list resolve against it.
     spec_dir: Path | None = None
+    #: The metric groups the run computes (the spec's ``[metrics] groups``).
+    metric_groups: tuple[str, ...] = ("frame", "temporal", "reference")
 
     @property
     def seed(self) -> int:
@@ -127,25 +144,32 @@ def build_contexts(
     worker_id: str,
     artifact_root: Path,
     use_cache: bool = True,
-    canonical_cache: dict[int, CanonicalFormat] | None = None,
+    settings_cache: dict[int, ExperimentSettings] | None = None,
 ) -> list[RunContext]:
     """Contexts for ``(run_id, attempt)`` claims, read in one query, in claim order.
 
-    ``canonical_cache`` (experiment id -> format) spares re-validating the
-    canonical format of the same experiment batch after batch.
+    ``settings_cache`` (experiment id -> settings) spares reading and
+    re-validating the same experiment's settings batch after batch.
     """
     if not claims:
         return []
     attempts = dict(claims)
     rows = session.execute(_CONTEXT_QUERY, {"run_ids": list(attempts)}).all()
-    canonical_by_experiment = {} if canonical_cache is None else canonical_cache
+    by_experiment = {} if settings_cache is None else settings_cache
     root = artifact_root if artifact_root.is_absolute() else artifact_root.resolve()
     contexts = {}
     for row in rows:
-        canonical = canonical_by_experiment.get(row.experiment_id)
-        if canonical is None:
-            canonical = CanonicalFormat.model_validate(row.canonical)
-            canonical_by_experiment[row.experiment_id] = canonical
+        settings = by_experiment.get(row.experiment_id)
+        if settings is None:
+            spec = session.execute(
+                select(Experiment.spec).where(Experiment.id == row.experiment_id)
+            ).scalar_one()
+            metrics = MetricsSettings.model_validate((spec or {}).get("metrics", {}))
+            settings = ExperimentSettings(
+                canonical=CanonicalFormat.model_validate(row.canonical),
+                metric_groups=tuple(metrics.groups),
+            )
+            by_experiment[row.experiment_id] = settings
         # Plain dicts (not read-only proxies) so they serialize with json as-is;
         # each context gets its own copy.
         params = copy.deepcopy(dict(row.params or {}))
@@ -171,12 +195,13 @@ def build_contexts(
                 "params": params,
             },
             reference_path=row.reference_path,
-            canonical=canonical,
+            canonical=settings.canonical,
             artifact_root=root,
             run_output_dir=root / str(row.id),
             attempt=attempts[row.id],
             worker_id=worker_id,
             spec_dir=Path(row.spec_path).parent if row.spec_path else None,
+            metric_groups=settings.metric_groups,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]
 

@@ -6,35 +6,49 @@ canon_sha256)``; it never touches the run's status (the orchestrator does).
 1. the provider's raw video, through the provider-call cache (cache hit,
    single flight, resume: :mod:`reelbench.call_cache`), written atomically to
    ``{run_id}/raw/raw.mp4``; bookkeeping committed in short transactions;
-2. one decode of it normalized to ``{run_id}/canon/canon.mp4`` while the
-   native :class:`~reelbench.metrics.FrameMetrics` measures the same frames
-   (and the item's reference video, normalized the same way, when given);
-3. ``{run_id}/metrics/frames.json`` (per-frame values, summary, source info);
-4. Artifact and Metric rows and the run's provider-call link, added to the
-   session **uncommitted**: the orchestrator commits them together with the
-   fenced status update, so a run's results appear all at once or not at all.
+2. when the same raw video was normalized before with the same canonical
+   format, reference and metric groups, that canonical video, per-frame file
+   and summary are reused after their SHA-256 is checked
+   (:mod:`reelbench.derived`): a provider-call cache hit costs no decoding;
+3. otherwise one decode of it normalized to ``{run_id}/canon/canon.mp4``
+   while the native :class:`~reelbench.metrics.FrameMetrics` measures the
+   same frames against the item's reference video; the reference is scaled
+   to the canonical format once per (reference, format) and kept as a
+   lossless copy that later runs read;
+4. ``{run_id}/metrics/frames.json`` (per-frame values, summary, source info);
+5. Artifact and Metric rows, the reusable-output rows and the run's
+   provider-call link, staged in the session **uncommitted** (one multi-row
+   INSERT per table, :mod:`reelbench.db.result_rows`): the orchestrator
+   commits them together with the fenced status update, so a run's results
+   appear all at once or not at all.
 
 ``ctx.stop`` is checked between stages (and between frames while
 normalizing); when set, :class:`LeaseLost` is raised. Before each rename onto
 a final artifact name the fencing token is checked, so a worker that lost the
 run does not replace the new owner's files (see :mod:`reelbench.storage` for
-the window that remains).
+the window that remains). Every database step is retried through an outage
+(:mod:`reelbench.db.retry`).
 
-A cache hit reuses the earlier call's raw file: the run's ``raw`` artifact
-row then points at that file (under the run that made the call) instead of
-copying it.
+A cache hit reuses the earlier call's raw file (and a reused canonical video
+the earlier run's canonical files): the run's artifact rows then point at
+those files instead of copying them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.orm import Session
 
 from reelbench.call_cache import (
@@ -45,15 +59,34 @@ from reelbench.call_cache import (
 )
 from reelbench.context import RunContext
 from reelbench.db.claim import link_provider_call, still_owner
+from reelbench.db.engine import read_transaction
 from reelbench.db.models import Artifact, Metric
+from reelbench.db.result_rows import stage_rows, stage_statement
+from reelbench.db.retry import retry_db
+from reelbench.derived import (
+    CANONICAL,
+    REFERENCE,
+    Derived,
+    canonical_key,
+    derived_insert,
+    find_derived,
+    reference_key,
+)
 from reelbench.errors import LeaseLost, TerminalError
 from reelbench.identity import sha256_file
-from reelbench.metrics import FrameMetrics
+from reelbench.metrics import METRICS_VERSION, FrameMetrics
 from reelbench.providers import GenerationRequest, get_provider
 from reelbench.storage import ArtifactStore, StoredFile, path_from_uri
 from reelbench.video.normalize import NormalizeResult, UnusableVideo, normalize_video
 
-__all__ = ["RunProcessor", "metric_rows"]
+__all__ = ["FileHashes", "RunProcessor", "metric_rows"]
+
+
+# Built once: statement construction costs more than execution on this path.
+_ARTIFACTS = cast(Table, Artifact.__table__)
+_METRICS = cast(Table, Metric.__table__)
+_DELETE_ARTIFACTS = delete(_ARTIFACTS).where(_ARTIFACTS.c.run_id == bindparam("run_id"))
+_DELETE_METRICS = delete(_METRICS).where(_METRICS.c.run_id == bindparam("run_id"))
 
 
 def _finite(value: Any) -> Any:
@@ -66,20 +99,56 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def metric_rows(run_id: int, summary: Mapping[str, Any]) -> list[Metric]:
+def metric_rows(run_id: int, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Metric rows of a FrameMetrics summary: one per (metric, stat); scalars as ``value``.
 
     Non-finite values (identical frames give PSNR +inf) are stored as NULL.
     """
-    rows: list[Metric] = []
+    rows: list[dict[str, Any]] = []
     for name, stats in summary.items():
         if isinstance(stats, Mapping):
             for stat, value in stats.items():
-                rows.append(Metric(run_id=run_id, name=name, stat=stat, value=_finite(value)))
+                rows.append({"run_id": run_id, "name": name, "stat": stat, "value": _finite(value)})
         else:
             value = None if stats is None else _finite(float(stats))
-            rows.append(Metric(run_id=run_id, name=name, stat="value", value=value))
+            rows.append({"run_id": run_id, "name": name, "stat": "value", "value": value})
     return rows
+
+
+class FileHashes:
+    """SHA-256 of local input files, hashed again only when a file changes.
+
+    Keyed by path, size, modification time and inode: an item's image and
+    reference are hashed once per worker process, not once per run, and an
+    edited file is noticed.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def sha256(self, path: Path) -> tuple[str, int]:
+        """``(sha256, size)`` of ``path`` (OSError when it cannot be read)."""
+        st = os.stat(path)
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            known = sha256_file(path)
+            with self._lock:
+                self._known[key] = known
+        return known, st.st_size
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """An item's reference video and, when one exists, its canonical copy."""
+
+    path: Path
+    sha256: str
+    bytes: int
+    key: str
+    copy: Derived | None
 
 
 class RunProcessor:
@@ -90,11 +159,18 @@ class RunProcessor:
         *,
         policy: CallPolicy | None = None,
         threads: int = 0,
-        metrics_factory: Callable[[], FrameMetrics] = FrameMetrics,
+        metrics_factory: Callable[..., FrameMetrics] = FrameMetrics,
     ) -> None:
         self.policy = policy or CallPolicy()
         self.threads = threads
         self.metrics_factory = metrics_factory
+        self.hashes = FileHashes()
+        # Canonical reference copies made by this process, by key: the runs of
+        # one item in flight at once wait for the first one's copy instead of
+        # scaling the reference each (another host may still make its own).
+        self._copies: dict[str, Derived] = {}
+        self._copy_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
 
     def process(self, ctx: RunContext, session: Session) -> tuple[str, str]:
         """Do the run's work; return (canon_uri, canon_sha256). See the module docs."""
@@ -102,77 +178,220 @@ class RunProcessor:
         run_id, attempt = ctx.run_id, ctx.attempt
 
         def fence() -> None:
-            owned = still_owner(session, run_id, attempt)
-            session.commit()  # end the read: no transaction outlives a check
-            if not owned:
+            def check() -> bool:
+                read_transaction(session)
+                owned = still_owner(session, run_id, attempt)
+                session.commit()  # end the read: no transaction outlives a check
+                return owned
+
+            if not retry_db("checking the run's lease", check, session=session):
                 raise LeaseLost(f"run {run_id} attempt {attempt} no longer owns the run")
 
         self._check_stop(ctx, "starting")
         raw = self._raw(ctx, session, store, fence)
-        self._check_stop(ctx, "normalizing")
+        reference = self._reference(ctx, session, store)
+        groups = list(ctx.metric_groups)
+        key = canonical_key(
+            raw.sha256, ctx.canonical, reference.sha256 if reference else None, groups
+        )
+        reused = find_derived(session, store, CANONICAL, key)
+        if reused is not None:
+            frames = reused.details["frames"]
+            canon = StoredFile(uri=reused.uri, sha256=reused.sha256, bytes=reused.bytes)
+            frames_file = StoredFile(
+                uri=frames["uri"], sha256=frames["sha256"], bytes=int(frames["bytes"])
+            )
+            self._stage(ctx, session, raw, reference, canon, frames_file, reused.details["summary"])
+            return canon.uri, canon.sha256
 
-        canon_path = store.path_for(run_id, "canon")
+        self._check_stop(ctx, "normalizing")
+        with self._reference_copy_turn(reference):
+            if reference is not None and reference.copy is None:
+                # Another thread of this process may have made it meanwhile.
+                reference = self._with_copy(reference, session, store)
+            canon, result, metrics, made_copy = self._normalize(
+                ctx, session, store, raw, reference, groups, fence
+            )
+            if made_copy is not None and reference is not None:
+                reference = _Reference(
+                    reference.path, reference.sha256, reference.bytes, reference.key, made_copy
+                )
+                with self._lock:
+                    self._copies[reference.key] = made_copy
+        self._check_stop(ctx, "writing metrics")
+
+        summary = _finite(metrics.summary())
+        frames_doc = self._frames_document(ctx, raw, canon, result, summary, metrics, reference)
+        frames_file = store.write_bytes(
+            store.path_for(run_id, "frames"),
+            json.dumps(frames_doc, indent=1, allow_nan=False).encode(),
+            before_rename=fence,
+        )
+        made = Derived(
+            uri=canon.uri,
+            sha256=canon.sha256,
+            bytes=canon.bytes,
+            details={
+                "frames": {
+                    "uri": frames_file.uri,
+                    "sha256": frames_file.sha256,
+                    "bytes": frames_file.bytes,
+                },
+                "summary": summary,
+                "frame_count": result.frames,
+                "metrics_version": METRICS_VERSION,
+            },
+        )
+        self._stage(ctx, session, raw, reference, canon, frames_file, summary, made=(key, made))
+        return canon.uri, canon.sha256
+
+    # --- stages ---------------------------------------------------------------
+
+    def _normalize(
+        self,
+        ctx: RunContext,
+        session: Session,
+        store: ArtifactStore,
+        raw: RawOutput,
+        reference: _Reference | None,
+        groups: list[str],
+        fence: Callable[[], None],
+    ) -> tuple[StoredFile, NormalizeResult, FrameMetrics, Derived | None]:
+        canon_path = store.path_for(ctx.run_id, "canon")
         temp = store.temp_path(canon_path)
-        metrics = self.metrics_factory()
-        reference = Path(ctx.reference_path) if ctx.reference_path else None
+        metrics = self.metrics_factory(groups=groups)
+        copy_temp: Path | None = None
+        copy_final: Path | None = None
+        if reference is not None and reference.copy is None:
+            # A fresh name per copy: a copy another host is writing is never replaced.
+            copy_final = store.reference_path(f"{reference.key[:32]}-{uuid.uuid4().hex[:8]}")
+            copy_temp = store.temp_path(copy_final)
+        source: Path | None = None
+        if reference is not None:
+            source = path_from_uri(reference.copy.uri) if reference.copy else reference.path
         try:
             result = normalize_video(
                 path_from_uri(raw.uri),
                 temp,
                 ctx.canonical,
                 metrics=metrics,
-                reference=reference,
+                reference=source,
+                reference_canonical=reference is not None and reference.copy is not None,
+                reference_copy=copy_temp,
                 threads=self.threads,
                 stop=ctx.stop,
             )
         except UnusableVideo as exc:
             temp.unlink(missing_ok=True)
+            if copy_temp is not None:
+                copy_temp.unlink(missing_ok=True)
             if exc.role == "raw":
                 # Garbage from the provider is a failed call: never serve it again.
                 forget_unusable_output(session, raw.call_id, raw.sha256, str(exc))
             raise
         except BaseException:
             temp.unlink(missing_ok=True)
+            if copy_temp is not None:
+                copy_temp.unlink(missing_ok=True)
             raise
-        canon = store.commit(temp, canon_path, before_rename=fence)
-        self._check_stop(ctx, "writing metrics")
-
-        summary = _finite(metrics.summary())
-        frames_doc = self._frames_document(ctx, raw, canon, result, summary, metrics)
-        frames = store.write_bytes(
-            store.path_for(run_id, "frames"),
-            json.dumps(frames_doc, indent=1, allow_nan=False).encode(),
-            before_rename=fence,
-        )
-
-        # Results: added, not committed (the orchestrator commits them with the status).
-        fence()
-        now = datetime.now(UTC)
-        session.execute(delete(Artifact).where(Artifact.run_id == run_id))
-        session.execute(delete(Metric).where(Metric.run_id == run_id))
-        artifacts = [
-            Artifact(run_id=run_id, kind="raw", uri=raw.uri, sha256=raw.sha256, bytes=raw.bytes,
-                     created_at=now),
-            Artifact(run_id=run_id, kind="canon", uri=canon.uri, sha256=canon.sha256,
-                     bytes=canon.bytes, created_at=now),
-            Artifact(run_id=run_id, kind="frames", uri=frames.uri, sha256=frames.sha256,
-                     bytes=frames.bytes, created_at=now),
-        ]  # fmt: skip
-        if reference is not None:
-            artifacts.append(
-                Artifact(
-                    run_id=run_id,
-                    kind="reference",
-                    uri=reference.resolve().as_uri(),
-                    sha256=sha256_file(reference),
-                    bytes=reference.stat().st_size,
-                    created_at=now,
-                )
+        made_copy = None
+        if copy_temp is not None and copy_final is not None:
+            stored = store.commit(copy_temp, copy_final)
+            made_copy = Derived(
+                uri=stored.uri,
+                sha256=stored.sha256,
+                bytes=stored.bytes,
+                details={"frames": result.reference_copy_frames},
             )
-        session.add_all(artifacts)
-        session.add_all(metric_rows(run_id, summary))
-        link_provider_call(session, run_id, attempt, raw.call_id)
-        return canon.uri, canon.sha256
+        canon = store.commit(temp, canon_path, before_rename=fence)
+        return canon, result, metrics, made_copy
+
+    def _stage(
+        self,
+        ctx: RunContext,
+        session: Session,
+        raw: RawOutput,
+        reference: _Reference | None,
+        canon: StoredFile,
+        frames: StoredFile,
+        summary: Mapping[str, Any],
+        *,
+        made: tuple[str, Derived] | None = None,
+    ) -> None:
+        """Stage the run's result rows, uncommitted, for the orchestrator's fenced commit."""
+        run_id = ctx.run_id
+        now = datetime.now(UTC)
+        session.execute(_DELETE_ARTIFACTS, {"run_id": run_id})
+        session.execute(_DELETE_METRICS, {"run_id": run_id})
+        files = [("raw", raw.uri, raw.sha256, raw.bytes), ("canon", canon.uri, canon.sha256,
+                 canon.bytes), ("frames", frames.uri, frames.sha256, frames.bytes)]  # fmt: skip
+        if reference is not None:
+            files.append(
+                ("reference", reference.path.resolve().as_uri(), reference.sha256, reference.bytes)
+            )
+        stage_rows(
+            session,
+            Artifact,
+            [
+                {"run_id": run_id, "kind": kind, "uri": uri, "sha256": sha, "bytes": size,
+                 "created_at": now}
+                for kind, uri, sha, size in files
+            ],
+        )  # fmt: skip
+        stage_rows(session, Metric, metric_rows(run_id, summary))
+        if made is not None:
+            key, output = made
+            stage_statement(
+                session, derived_insert(session, CANONICAL, key, output, run_id=run_id,
+                                        created_at=now)
+            )  # fmt: skip
+        if reference is not None and reference.copy is not None:
+            # Whoever used a copy records it (once): a copy made by a run that
+            # then lost its lease is still found by the next process.
+            stage_statement(
+                session, derived_insert(session, REFERENCE, reference.key, reference.copy,
+                                        run_id=run_id, created_at=now)
+            )  # fmt: skip
+        link_provider_call(session, run_id, ctx.attempt, raw.call_id)
+
+    def _reference(
+        self, ctx: RunContext, session: Session, store: ArtifactStore
+    ) -> _Reference | None:
+        if not ctx.reference_path:
+            return None
+        path = Path(ctx.reference_path)
+        try:
+            sha, size = self.hashes.sha256(path)
+        except FileNotFoundError as exc:
+            raise UnusableVideo("reference", f"reference video {path} does not exist") from exc
+        key = reference_key(sha, ctx.canonical)
+        with self._lock:
+            copy = self._copies.get(key)
+        if copy is None:
+            copy = find_derived(session, store, REFERENCE, key)
+        return _Reference(path, sha, size, key, copy)
+
+    def _with_copy(
+        self, reference: _Reference, session: Session, store: ArtifactStore
+    ) -> _Reference:
+        with self._lock:
+            copy = self._copies.get(reference.key)
+        if copy is None:
+            copy = find_derived(session, store, REFERENCE, reference.key)
+        if copy is None:
+            return reference
+        return _Reference(reference.path, reference.sha256, reference.bytes, reference.key, copy)
+
+    @contextmanager
+    def _reference_copy_turn(self, reference: _Reference | None) -> Iterator[None]:
+        """While a run of this process makes a reference's copy, the others of that item wait."""
+        if reference is None or reference.copy is not None:
+            yield
+            return
+        with self._lock:
+            lock = self._copy_locks.setdefault(reference.key, threading.Lock())
+        with lock:
+            yield
 
     def _raw(
         self,
@@ -186,9 +405,12 @@ class RunProcessor:
         image = gen.get("image")
         image_sha = None
         if image:
-            if not Path(image).is_file():
-                raise TerminalError(f"run {ctx.run_id}: the item's input image {image} is missing")
-            image_sha = sha256_file(image)
+            try:
+                image_sha, _ = self.hashes.sha256(Path(image))
+            except FileNotFoundError as exc:
+                raise TerminalError(
+                    f"run {ctx.run_id}: the item's input image {image} is missing"
+                ) from exc
         request = GenerationRequest(
             provider=ctx.provider,
             model=ctx.model,
@@ -228,16 +450,23 @@ class RunProcessor:
         result: NormalizeResult,
         summary: Any,
         metrics: FrameMetrics,
+        reference: _Reference | None,
     ) -> dict[str, Any]:
         return {
+            # The run that made it: a run that reuses this canonical video
+            # (same raw video, format, reference and metrics) points here too.
             "run_id": ctx.run_id,
             "canonical": ctx.canonical.model_dump(),
+            "metrics_version": METRICS_VERSION,
+            "metric_groups": list(ctx.metric_groups),
             "raw": {"uri": raw.uri, "sha256": raw.sha256, "cached": raw.cached},
             "canon": {"uri": canon.uri, "sha256": canon.sha256},
             "source": result.source,
             "frames_written": result.frames,
             "truncated": result.truncated,
-            "reference": str(ctx.reference_path) if ctx.reference_path else None,
+            "reference": str(reference.path) if reference else None,
+            "reference_sha256": reference.sha256 if reference else None,
+            "reference_copy": reference.copy.uri if reference and reference.copy else None,
             "reference_frames": result.reference_frames,
             "summary": summary,
             "frames": _finite(metrics.frames()),

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reelbench.errors import ReelbenchError
 from reelbench.identity import seed_from_variant_key, spec_hash
@@ -26,6 +26,7 @@ __all__ = [
     "ExperimentInfo",
     "ExperimentSpec",
     "ItemSpec",
+    "MetricsSettings",
     "RetryPolicy",
     "SpecError",
     "VariantSpec",
@@ -77,6 +78,34 @@ class RetryPolicy(_Strict):
         return float(base * (0.75 + 0.5 * jitter))
 
 
+#: The metric groups runs compute, in this order (see docs/metrics.md).
+METRIC_GROUPS = ("frame", "temporal", "reference", "chroma")
+
+
+class MetricsSettings(_Strict):
+    """The ``[metrics]`` table: which metric groups every run computes."""
+
+    groups: list[str] = Field(
+        default_factory=lambda: ["frame", "temporal", "reference"],
+        description="frame, temporal, reference (against the item's reference video), chroma "
+        "(U, V and combined SSIM/PSNR against the reference; implies reference).",
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [g for g in value if g not in METRIC_GROUPS]
+        if unknown:
+            raise ValueError(
+                f"unknown metric group(s) {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(METRIC_GROUPS)}"
+            )
+        chosen = [
+            g for g in METRIC_GROUPS if g in value or (g == "reference" and "chroma" in value)
+        ]
+        return chosen
+
+
 class ItemSpec(_Strict):
     """One ``[[items]]`` entry (or one line of the items file)."""
 
@@ -112,6 +141,7 @@ class ExperimentSpec(_Strict):
     experiment: ExperimentInfo
     canonical: CanonicalFormat = Field(default_factory=CanonicalFormat)  # type: ignore[arg-type]
     retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     items: list[ItemSpec] = Field(default_factory=list)
     variants: list[VariantSpec] = Field(min_length=1)
     #: The spec file this was loaded from (None when built in code).

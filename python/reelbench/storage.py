@@ -1,7 +1,9 @@
 """The artifact store: files under a root directory, addressed by ``file://`` URIs.
 
 Layout: ``{run_id}/raw/raw.mp4``, ``{run_id}/canon/canon.mp4``,
-``{run_id}/metrics/frames.json``. Writes are atomic: content goes to a
+``{run_id}/metrics/frames.json``; lossless canonical copies of reference
+videos, shared by every run of every item that uses them, in
+``references/{key}.mp4``. Writes are atomic: content goes to a
 temporary name in the final directory, is fsynced, then renamed over the
 final name (and the directory fsynced), so a crash never leaves a half file
 under a final name. ``commit`` takes a ``before_rename`` hook: the run
@@ -74,6 +76,10 @@ class ArtifactStore:
         """Final path of a run's artifact of ``kind`` (raw, canon, frames)."""
         folder, name = ARTIFACT_NAMES[kind]
         return self.root / str(run_id) / folder / name
+
+    def reference_path(self, key: str) -> Path:
+        """Final path of the canonical copy of a reference video (``key``: its derived key)."""
+        return self.root / "references" / f"{key}.mp4"
 
     def temp_path(self, final: Path) -> Path:
         """A fresh temporary name next to ``final`` (same directory, so rename is atomic)."""

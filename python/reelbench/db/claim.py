@@ -320,9 +320,20 @@ def link_provider_call(executor: Executor, run_id: int, attempt: int, call_id: i
     if isinstance(executor, Session):
         executor.info[LINKED_CALL] = call_id
     result = executor.execute(
-        update(runs).where(_fence(run_id, attempt)).values(provider_call_id=call_id)
+        _LINK_CALL, {"p_run_id": run_id, "p_attempt": attempt, "p_call_id": call_id}
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _fence_params() -> ColumnElement[bool]:
+    return (
+        (runs.c.id == bindparam("p_run_id"))
+        & (runs.c.attempt == bindparam("p_attempt"))
+        & (runs.c.status == RUNNING)
+    )
+
+
+_LINK_CALL = update(runs).where(_fence_params()).values(provider_call_id=bindparam("p_call_id"))
 
 
 def _succeeded_values(now: Any) -> dict[str, Any]:
@@ -336,14 +347,6 @@ def _succeeded_values(now: Any) -> dict[str, Any]:
         "error_message": None,
         "error_traceback": None,
     }
-
-
-def _fence_params() -> ColumnElement[bool]:
-    return (
-        (runs.c.id == bindparam("p_run_id"))
-        & (runs.c.attempt == bindparam("p_attempt"))
-        & (runs.c.status == RUNNING)
-    )
 
 
 # Built once: completion runs once per run, and building SQLAlchemy

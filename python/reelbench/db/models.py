@@ -32,6 +32,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "Artifact",
     "Base",
+    "DerivedOutput",
     "Experiment",
     "Item",
     "Metric",
@@ -262,3 +263,35 @@ class Metric(Base):
     # mean | min | max | p05 | p50 | p95 | value (for scalars such as scene_cuts)
     stat: Mapped[str] = mapped_column(String(16))
     value: Mapped[float | None] = mapped_column(Float)  # None: +inf PSNR or undefined
+
+
+class DerivedOutput(Base):
+    """A file made deterministically from other files, reused instead of being made again.
+
+    ``kind``:
+
+    - ``canonical``: the canonical video (``uri``) of a raw video, with its
+      per-frame metrics file and summary in ``details``; ``key`` hashes the
+      raw video's SHA-256, the canonical format, the reference and the metric
+      configuration, so a provider-call cache hit reuses it without decoding;
+    - ``reference``: a reference video in the canonical format, lossless
+      (``details``: frame count); ``key`` hashes the reference's SHA-256 and
+      the canonical format, so an item's reference is scaled once.
+
+    A row is written only after its files are complete; readers check the
+    SHA-256 before reusing one.
+    """
+
+    __tablename__ = "derived_outputs"
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The run whose processing made it (for provenance; not a foreign key).
+    source_run_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]

@@ -14,11 +14,15 @@ Reference videos go through the same graph (without encoding) and are
 compared frame by frame: canonical frame ``i`` against reference frame ``i``.
 When the reference is shorter, the frames after its end get no reference
 (``ssim_ref`` etc. are null there and left out of the summary); when it is
-longer, its extra frames are ignored.
+longer, its extra frames are ignored. The canonical reference frames can be
+kept as a lossless copy (``reference_copy``: H.264 with QP 0, exact for
+8-bit 4:2:0), which later normalizations read instead
+(``reference_canonical``): no second scaling of the same reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,15 +33,13 @@ from typing import Any, Protocol
 import av
 import av.error
 import av.filter
-import numpy as np
-import numpy.typing as npt
 
 from reelbench.errors import LeaseLost, TerminalError
 from reelbench.video.canonical import CanonicalFormat
-from reelbench.video.frames import y_plane
 
 __all__ = [
     "FrameSink",
+    "LosslessCopy",
     "NormalizeResult",
     "UnusableVideo",
     "canonical_frames",
@@ -47,12 +49,10 @@ __all__ = [
 
 
 class FrameSink(Protocol):
-    """Where canonical Y planes go (``reelbench.metrics.FrameMetrics`` fits)."""
+    """Where canonical frames go (``reelbench.metrics.FrameMetrics`` fits)."""
 
-    def push(
-        self, y: npt.NDArray[np.uint8], reference: npt.NDArray[np.uint8] | None = None
-    ) -> None:
-        """Take one frame's Y plane (and the matching reference Y plane, if any)."""
+    def push_frame(self, frame: Any, reference: Any | None = None) -> None:
+        """Take one canonical frame (and the matching canonical reference frame, if any)."""
         ...
 
 
@@ -67,6 +67,8 @@ class NormalizeResult:
     source: dict[str, Any] = field(default_factory=dict)
     #: Frames that had a reference frame to compare with (None: no reference).
     reference_frames: int | None = None
+    #: Frames written to the reference's lossless copy (None: no copy asked for).
+    reference_copy_frames: int | None = None
 
 
 def _rotation_filters(rotation: float) -> list[tuple[str, str]]:
@@ -117,8 +119,12 @@ class UnusableVideo(TerminalError):
 class _Decoder:
     """Opens a video, decodes its first video stream, runs frames through the graph."""
 
-    def __init__(self, path: Path, fmt: CanonicalFormat, threads: int, role: str) -> None:
+    def __init__(
+        self, path: Path, fmt: CanonicalFormat, threads: int, role: str, passthrough: bool = False
+    ) -> None:
         self.path, self.fmt, self.role = path, fmt, role
+        #: The file is a canonical copy already: frames go out as decoded.
+        self.passthrough = passthrough
         if not path.is_file():
             raise UnusableVideo(role, f"{role} video {path} does not exist")
         if path.stat().st_size == 0:
@@ -187,6 +193,20 @@ class _Decoder:
 
     def filter(self, frame: av.VideoFrame | None) -> Iterator[av.VideoFrame]:
         """Push a decoded frame (None: end of stream) and yield canonical frames."""
+        if self.passthrough:
+            if frame is None:
+                return
+            shape = (frame.width, frame.height, frame.format.name)
+            if shape != (self.fmt.width, self.fmt.height, "yuv420p"):
+                raise UnusableVideo(
+                    self.role,
+                    f"{self.role} video {self.path} is not in the canonical format "
+                    f"({shape[0]}x{shape[1]} {shape[2]}, expected "
+                    f"{self.fmt.width}x{self.fmt.height} yuv420p)",
+                )
+            self.decoded += 1
+            yield frame
+            return
         if frame is not None:
             if self.graph is None:
                 self.graph = self._build_graph(frame)
@@ -232,9 +252,14 @@ def canonical_frames(
     *,
     threads: int = 0,
     role: str = "reference",
+    already_canonical: bool = False,
 ) -> Iterator[av.VideoFrame]:
-    """Yield ``path``'s frames in the canonical format (at most ``max_seconds`` worth)."""
-    decoder = _Decoder(path, fmt, threads, role)
+    """Yield ``path``'s frames in the canonical format (at most ``max_seconds`` worth).
+
+    ``already_canonical``: the file is a canonical copy (see
+    :class:`LosslessCopy`); its frames are decoded and passed on as they are.
+    """
+    decoder = _Decoder(path, fmt, threads, role, passthrough=already_canonical)
     limit = max(1, round(fmt.max_seconds * fmt.fps))
     produced = 0
     try:
@@ -268,6 +293,37 @@ def _flush(decoder: _Decoder) -> list[av.VideoFrame]:
     except av.error.FFmpegError as exc:
         decoder.decode_error = _reason(exc)
         return []
+
+
+class LosslessCopy:
+    """Writes canonical frames to an exact copy: H.264 at QP 0 (lossless for 8-bit 4:2:0).
+
+    x264's ``ultrafast`` preset keeps both the encode and the later decodes
+    cheap; the container is MP4 at the canonical frame rate.
+    """
+
+    def __init__(self, dest: Path, fmt: CanonicalFormat, threads: int = 0) -> None:
+        self.container = av.open(str(dest), "w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=fmt.fps)
+        self.stream.width, self.stream.height = fmt.width, fmt.height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.thread_count = threads
+        self.stream.options = {"qp": "0", "preset": "ultrafast"}
+        self.time_base = Fraction(1, fmt.fps)
+        self.frames = 0
+
+    def write(self, frame: av.VideoFrame) -> None:
+        """Append one canonical frame."""
+        frame.pts = self.frames
+        frame.time_base = self.time_base
+        self.container.mux(self.stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> int:
+        """Flush and close; the number of frames written."""
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+        return self.frames
 
 
 class _AudioTrack:
@@ -313,13 +369,18 @@ def normalize_video(
     *,
     metrics: FrameSink | None = None,
     reference: Path | None = None,
+    reference_canonical: bool = False,
+    reference_copy: Path | None = None,
     threads: int = 0,
     stop: threading.Event | None = None,
 ) -> NormalizeResult:
     """Transcode ``src`` to the canonical MP4 ``dest``, feeding ``metrics`` on the way.
 
     ``reference``: a video normalized the same way and passed frame by frame
-    as ``reference=`` to ``metrics``. ``threads``: decoder and encoder threads
+    as ``reference=`` to ``metrics`` (``reference_canonical``: it is a
+    canonical copy already, read without scaling). ``reference_copy``: also
+    write every canonical reference frame (all of them, not only those paired
+    with a frame of ``src``) to this lossless copy. ``threads``: decoder and encoder threads
     (0: automatic). ``stop``: checked between frames; when set,
     :class:`LeaseLost` is raised and ``dest`` is left incomplete (callers write
     to a temporary name). Raises :class:`TerminalError` when ``src`` (or the
@@ -327,8 +388,14 @@ def normalize_video(
     """
     decoder = _Decoder(src, fmt, threads, "raw")
     ref_iter = (
-        canonical_frames(reference, fmt, threads=threads, role="reference") if reference else None
+        canonical_frames(
+            reference, fmt, threads=threads, role="reference", already_canonical=reference_canonical
+        )
+        if reference
+        else None
     )
+    copy = LosslessCopy(reference_copy, fmt, threads) if ref_iter and reference_copy else None
+    copy_frames: int | None = None
     limit = max(1, round(fmt.max_seconds * fmt.fps))
     produced = 0
     ref_count = 0
@@ -353,13 +420,14 @@ def normalize_video(
                 if stop is not None and stop.is_set():
                     raise LeaseLost(f"stopped while normalizing {src}")
                 if metrics is not None:
-                    ref_y = None
+                    ref_frame = None
                     if ref_iter is not None:
                         ref_frame = next(ref_iter, None)
                         if ref_frame is not None:
-                            ref_y = y_plane(ref_frame)
                             ref_count += 1
-                    metrics.push(y_plane(frame), reference=ref_y)
+                            if copy is not None:
+                                copy.write(ref_frame)
+                    metrics.push_frame(frame, reference=ref_frame)
                 frame.pts = produced
                 # Not vstream.time_base: the muxer changes that once the header is written.
                 frame.time_base = frame_time_base
@@ -397,10 +465,19 @@ def normalize_video(
             out.mux(vstream.encode(None))
             if audio is not None:
                 audio.close()
+        if copy is not None and ref_iter is not None:
+            # The copy serves runs whose videos may be longer than this one.
+            for ref_frame in ref_iter:
+                copy.write(ref_frame)
+            copy_frames = copy.close()
+            copy = None
     finally:
         decoder.close()
         if ref_iter is not None:
             ref_iter.close()  # type: ignore[attr-defined]
+        if copy is not None:  # failed half-way: close what was written (the caller drops it)
+            with contextlib.suppress(Exception):
+                copy.close()
     source = dict(decoder.source)
     if decoder.decode_error:
         source["decode_error"] = decoder.decode_error
@@ -409,4 +486,5 @@ def normalize_video(
         truncated=truncated,
         source=source,
         reference_frames=ref_count if reference is not None else None,
+        reference_copy_frames=copy_frames,
     )
