@@ -91,10 +91,22 @@ def test_max_attempts_exhausted_fails_with_the_last_error(db: Database, tmp_path
     assert [a["outcome"] for a in attempt_rows(db, run_id)] == ["retryable"] * 3
 
 
+def run_until_first_retry(db: Database, processor: object, tmp_path: Path) -> None:
+    """Work until the first attempt is queued for a retry, then stop (a drain would wait)."""
+    holder: list[WorkerOrchestrator] = []
+
+    def on_outcome(outcome: RunOutcome) -> None:
+        if outcome.outcome == "queued":
+            holder[0].stop(0)
+
+    holder.append(worker(db, processor, tmp_path, drain=True, on_outcome=on_outcome))
+    holder[0].run()
+
+
 def test_retry_after_is_honoured(db: Database, tmp_path: Path) -> None:
     (run_id,) = queue_runs(db)
     processor = Scripted(RetryableError("throttled", retry_after=120))
-    worker(db, processor, tmp_path, drain=True).run()
+    run_until_first_retry(db, processor, tmp_path)
     row = run_row(db, run_id)
     assert row.status == "queued" and row.not_before is not None
     assert row.not_before > datetime.now(UTC) + timedelta(seconds=100)
@@ -102,7 +114,7 @@ def test_retry_after_is_honoured(db: Database, tmp_path: Path) -> None:
 
 def test_backoff_follows_the_retry_policy(db: Database, tmp_path: Path) -> None:
     (run_id,) = queue_runs(db, backoff_seconds=10)
-    worker(db, Scripted(RetryableError("503")), tmp_path, drain=True).run()
+    run_until_first_retry(db, Scripted(RetryableError("503")), tmp_path)
     due = run_row(db, run_id).not_before
     (failed,) = attempt_rows(db, run_id)
     assert due is not None and failed["finished_at"] is not None

@@ -211,6 +211,7 @@ class ProviderCallCache:
                         status="pending",
                         owner_run_id=run_id,
                         owner_attempt=attempt,
+                        made_by_run_id=run_id,
                         lease_expires_at=sql_later(session, self.policy.lease_seconds),
                         created_at=sql_now(session),
                     )
@@ -290,6 +291,7 @@ class ProviderCallCache:
                 job_id=job_id,
                 owner_run_id=run_id,
                 owner_attempt=attempt,
+                made_by_run_id=run_id,
                 lease_expires_at=sql_later(session, self.policy.lease_seconds),
                 error_class=None,
                 error_message=None,

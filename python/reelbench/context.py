@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from reelbench.db.item_files import item_file
 from reelbench.db.models import Experiment, Item, Run, Variant
 from reelbench.spec import MetricsSettings
 from reelbench.video.canonical import CanonicalFormat
@@ -173,6 +174,7 @@ def build_contexts(
         # Plain dicts (not read-only proxies) so they serialize with json as-is;
         # each context gets its own copy.
         params = copy.deepcopy(dict(row.params or {}))
+        spec_dir = Path(row.spec_path).parent if row.spec_path else None
         contexts[row.id] = RunContext(
             run_id=row.id,
             experiment_id=row.experiment_id,
@@ -190,17 +192,17 @@ def build_contexts(
             gen_input={
                 "prompt": row.prompt,
                 "seed": int(row.seed),
-                "image": row.image_path,
+                "image": item_file(row.image_path, spec_dir),
                 "item_id": row.item_key,
                 "params": params,
             },
-            reference_path=row.reference_path,
+            reference_path=item_file(row.reference_path, spec_dir),
             canonical=settings.canonical,
             artifact_root=root,
             run_output_dir=root / str(row.id),
             attempt=attempts[row.id],
             worker_id=worker_id,
-            spec_dir=Path(row.spec_path).parent if row.spec_path else None,
+            spec_dir=spec_dir,
             metric_groups=settings.metric_groups,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]

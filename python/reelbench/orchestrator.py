@@ -39,12 +39,13 @@ from pathlib import Path
 from types import FrameType
 from typing import ClassVar, TypeVar
 
-from sqlalchemy import delete, event, func, inspect, select
+from sqlalchemy import delete, event, inspect, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, make_transient, sessionmaker
 
 from reelbench.context import ExperimentSettings, Processor, RunContext, build_contexts
 from reelbench.db import claim as q
+from reelbench.db.engine import read_transaction
 
 # Experiment-level queue operations, re-exported for callers driving workers in-process.
 from reelbench.db.experiments import (
@@ -54,7 +55,7 @@ from reelbench.db.experiments import (
     find_experiment,
     retry_experiment,
 )
-from reelbench.db.models import Experiment, Run, RunStatus
+from reelbench.db.models import Experiment, RunStatus
 from reelbench.db.result_rows import STAGED, replay_staged
 from reelbench.db.retry import DB_UNAVAILABLE, Stopping, retry_db, short_error
 from reelbench.errors import LeaseLost, RetryableError, TerminalError
@@ -201,6 +202,8 @@ class WorkerOrchestrator:
             for _ in threads:
                 self._queue.put(None)
             heart.join(timeout=5)
+        if self.drain and not self._stopping.is_set():
+            self._log_drained()
         log.info(
             "worker %s stopped: %d succeeded, %d retried, %d failed, %d dropped, %d released",
             self.worker_id,
@@ -211,6 +214,26 @@ class WorkerOrchestrator:
             self.stats.released,
         )
         return self.stats
+
+    def _log_drained(self) -> None:
+        """The closing line of --drain: what is left in scope, and why this worker left it."""
+        try:
+            pending = self._pending()
+        except sa_exc.SQLAlchemyError:
+            return
+        scope = f"experiment {self.experiment}" if self.experiment else "the queue"
+        left = pending["queued"] + pending["running"]
+        if left == 0:
+            log.info("worker %s drained %s: no run left to do", self.worker_id, scope)
+        else:
+            log.warning(
+                "worker %s drained %s: %d run(s) remain, held by other workers "
+                "(%d running; a dead worker's runs come back when their lease ends)",
+                self.worker_id,
+                scope,
+                left,
+                pending["running"],
+            )
 
     def run_until_idle(self) -> WorkerStats:
         """Work until every run in scope is finished, waiting out retry backoffs.
@@ -303,22 +326,22 @@ class WorkerOrchestrator:
         with self._lock:
             if self._in_flight:
                 return False
-        if not self._until_idle:
-            return True
-        # run_until_idle: done only when nothing in scope is queued or running
-        # (a queued retry waits out its backoff; another worker's run may
-        # come back if that worker died).
-        query = select(func.count()).where(
-            Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value])
-        )
-        if self._experiment_id is not None:
-            query = query.where(Run.experiment_id == self._experiment_id)
+        pending = self._pending()
+        if self._until_idle:
+            # run_until_idle: done only when nothing in scope is queued or
+            # running (another worker's run may come back if that worker died).
+            return pending["queued"] + pending["running"] == 0
+        # drain: a queued run waiting out its retry backoff is this worker's
+        # to finish; runs that other live workers hold are theirs.
+        return pending["queued"] == 0
 
-        def count() -> int:
+    def _pending(self) -> dict[str, int]:
+        def count() -> dict[str, int]:
             with self.sessions() as session:
-                return int(session.execute(query).scalar_one())
+                read_transaction(session)
+                return q.pending_runs(session, self._experiment_id)
 
-        return self._db("checking for pending runs", count) == 0
+        return self._db("checking for pending runs", count)
 
     def _claim(self, limit: int) -> list[RunContext]:
         def claim_and_build() -> list[RunContext]:

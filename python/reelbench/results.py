@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -25,6 +26,7 @@ from reelbench.db.engine import (
     missing_database_message,
     sqlite_file,
 )
+from reelbench.db.item_files import item_file
 from reelbench.db.models import Artifact, Experiment, Item, Metric, ProviderCall, Run, Variant
 from reelbench.errors import ReelbenchError
 from reelbench.settings import display_url, resolve_db_url
@@ -213,6 +215,7 @@ def query_results(
     ):
         artifacts[run_id][kind] = uri
 
+    spec_dir = Path(exp.spec_path).parent if exp.spec_path else None
     records = []
     for run, item, variant, call in rows:
         arts = artifacts.get(run.id, {})
@@ -236,8 +239,8 @@ def query_results(
                 canon_sha256=run.canon_sha256,
                 frames_uri=arts.get("frames"),
                 reference_uri=arts.get("reference"),
-                item_image=item.image_path,
-                item_reference=item.reference_path,
+                item_image=item_file(item.image_path, spec_dir),
+                item_reference=item_file(item.reference_path, spec_dir),
                 provider_call_id=run.provider_call_id,
                 request_hash=call.request_hash if call else None,
                 raw_sha256=call.raw_sha256 if call else None,

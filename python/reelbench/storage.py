@@ -72,6 +72,24 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
 
+    def check_writable(self) -> None:
+        """Create the root if needed and write (then remove) a probe file in it.
+
+        Raises ``OSError`` naming the root: a worker checks this before claiming
+        anything, so an unwritable root stops it with one line instead of
+        failing every run it claims.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-check-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise OSError(
+                exc.errno, f"cannot write the artifact root {self.root}: {reason}"
+            ) from exc
+
     def path_for(self, run_id: int, kind: str) -> Path:
         """Final path of a run's artifact of ``kind`` (raw, canon, frames)."""
         folder, name = ARTIFACT_NAMES[kind]

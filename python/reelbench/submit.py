@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from reelbench.db.item_files import stored_path
 from reelbench.db.models import Experiment, Item, Run, RunStatus, Variant
 from reelbench.spec import ExperimentSpec, SpecError
 
@@ -61,11 +63,11 @@ def _insert_missing(session: Session, table: Table, rows: Sequence[dict[str, Any
         session.execute(stmt, list(rows[start : start + _CHUNK]))
 
 
-def _item_row(item: Any) -> dict[str, Any]:
+def _item_row(item: Any, spec_dir: Path | None) -> dict[str, Any]:
     return {
         "prompt": item.prompt,
-        "image_path": str(item.image) if item.image else None,
-        "reference_path": str(item.reference) if item.reference else None,
+        "image_path": stored_path(item.image, spec_dir),
+        "reference_path": stored_path(item.reference, spec_dir),
         "extra": dict(item.meta),
     }
 
@@ -140,7 +142,8 @@ def submit_spec(sessions: sessionmaker[Session], spec: ExperimentSpec) -> Submit
 
         items = {item.id: item for item in spec.items}
         variants = {variant.key: variant for variant in spec.variants}
-        wanted_items = {key: _item_row(item) for key, item in items.items()}
+        spec_dir = spec.source.parent if spec.source else None
+        wanted_items = {key: _item_row(item, spec_dir) for key, item in items.items()}
         wanted_variants = {key: _variant_row(v) for key, v in variants.items()}
         existing_items = session.execute(
             select(Item).where(Item.experiment_id == experiment.id)

@@ -68,6 +68,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Frame metrics of VIDEO, decoded with PyAV (Y plane, native code).",
     ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
+    "cache": (
+        "reelbench.cli.cache",
+        "cache_group",
+        "The provider-call cache: list, show and forget cached calls.",
+    ),
 }
 
 

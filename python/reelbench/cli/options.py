@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BadInput",
     "artifacts_option",
+    "check_artifact_root",
     "console",
     "db_option",
     "json_option",
@@ -124,6 +125,16 @@ def open_db(db_url: str, *, create: bool = False) -> Database:
     if db.created:
         click.echo(f"created new database {display_url(db.url)}", err=True)
     return db
+
+
+def check_artifact_root(artifacts_dir: str) -> None:
+    """Stop with one line (exit 2) when the artifact root cannot be written."""
+    from reelbench.storage import ArtifactStore
+
+    try:
+        ArtifactStore(artifacts_dir).check_writable()
+    except OSError as exc:
+        raise BadInput(exc.strerror or str(exc)) from exc
 
 
 def short_db_error(exc: BaseException, db_url: str | None = None) -> str:

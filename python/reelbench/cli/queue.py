@@ -19,6 +19,7 @@ import click
 from reelbench.cli.options import (
     BadInput,
     artifacts_option,
+    check_artifact_root,
     db_option,
     json_option,
     no_cache_option,
@@ -191,6 +192,11 @@ def worker_command(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     processor = load_processor(processor_ref)
     db = open_db(db_url)
+    try:
+        check_artifact_root(artifacts_dir)
+    except BadInput:
+        db.dispose()
+        raise
     worker = WorkerOrchestrator(
         db.sessions,
         processor,

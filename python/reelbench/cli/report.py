@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 from rich.console import Console
@@ -49,6 +50,20 @@ __all__ = ["report_command"]
     "--baseline", metavar="VARIANT", default=None,
     help="Show each variant's difference and ratio to this variant, metric by metric.",
 )  # fmt: skip
+@click.option(
+    "--cells", is_flag=True,
+    help="table: also show the item x variant grid (runs per cell and the --cell-metric mean).",
+)  # fmt: skip
+@click.option(
+    "--cell-metric", metavar="METRIC", default=None,
+    help="The metric the --cells grid shows (default: the first metric of the report).",
+)  # fmt: skip
+@click.option(
+    "--csv-raw", is_flag=True,
+    help="csv: write text cells exactly as stored. By default a cell starting with = + - @ "
+    "(a prompt, an error message) gets a leading ' so a spreadsheet shows it instead of "
+    "running it as a formula.",
+)  # fmt: skip
 @db_option
 @artifacts_option
 @json_option
@@ -57,6 +72,9 @@ def report_command(
     fmt: str,
     output: Path | None,
     baseline: str | None,
+    cells: bool,
+    cell_metric: str | None,
+    csv_raw: bool,
     db_url: str,
     artifacts_dir: str,
     as_json: bool,
@@ -97,16 +115,26 @@ def report_command(
         click.echo(f"report: {path}  (open {path.resolve().as_uri()})")
         return
     if fmt == "table":
+        if cell_metric is not None and cell_metric not in report.metric_names:
+            known = ", ".join(report.metric_names) or "none yet"
+            raise BadInput(f"--cell-metric {cell_metric!r}: not a metric of this report ({known})")
         if output is None:
-            render_table(report, _console())
+            render_table(report, _console(), cells=cells, cell_metric=cell_metric)
         else:
             with output.open("w", encoding="utf-8") as fh:
-                render_table(report, Console(file=fh, width=160, color_system=None))
+                plain = Console(file=fh, width=160, color_system=None)
+                render_table(report, plain, cells=cells, cell_metric=cell_metric)
         return
-    writer = write_csv if fmt == "csv" else write_json
+
+    def write(out: IO[str]) -> None:
+        if fmt == "csv":
+            write_csv(report, out, raw=csv_raw)
+        else:
+            write_json(report, out)
+
     if output is None:
-        writer(report, sys.stdout)
+        write(sys.stdout)
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w", encoding="utf-8", newline="") as fh:
-            writer(report, fh)
+            write(fh)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reelbench.cli.options import (
     BadInput,
     artifacts_option,
+    check_artifact_root,
     db_option,
     json_option,
     no_cache_option,
@@ -334,6 +335,7 @@ def run_command(
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise BadInput(str(exc)) from exc
+    check_artifact_root(artifacts_dir)
 
     out = _console(stderr=as_json)  # the summary; stdout unless --json owns it
     progress_console = None if as_json else _console(stderr=True)

@@ -49,6 +49,7 @@ __all__ = [
     "fail",
     "heartbeat",
     "link_provider_call",
+    "pending_runs",
     "reclaim_dead_local_runs",
     "release",
     "run_status",
@@ -504,6 +505,26 @@ def close_dropped_attempt(
         )
         .values(outcome=outcome, finished_at=sql_now(executor), error_message=why)
     )
+
+
+def pending_runs(executor: Executor, experiment_id: int | None = None) -> dict[str, int]:
+    """Runs not finished yet, by state (``queued``, ``running``), in one experiment or all.
+
+    Queued runs include those waiting out a retry backoff: a draining worker
+    waits for them; running ones belong to a worker (maybe another) until
+    their lease ends.
+    """
+    query = (
+        select(runs.c.status, func.count())
+        .where(runs.c.status.in_([QUEUED, RUNNING]))
+        .group_by(runs.c.status)
+    )
+    if experiment_id is not None:
+        query = query.where(runs.c.experiment_id == experiment_id)
+    counts = {QUEUED: 0, RUNNING: 0}
+    for status, n in executor.execute(query).all():
+        counts[str(status)] = int(n)
+    return counts
 
 
 # --- maintenance --------------------------------------------------------------

@@ -217,7 +217,7 @@ class ProviderCall(Base):
     model: Mapped[str | None] = mapped_column(String(300))
     # What was asked, without secrets.
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # pending | submitted | succeeded | failed
+    # pending | submitted | succeeded | failed | forgotten (``reelbench cache forget``)
     status: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[str | None] = mapped_column(String(300))
     raw_artifact_uri: Mapped[str | None] = mapped_column(Text)
@@ -229,6 +229,9 @@ class ProviderCall(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # Single flight: the run attempt that owns the call while it is in flight.
     owner_run_id: Mapped[int | None] = mapped_column(Integer)
+    #: The run whose attempt last made (or is making) the call, kept after it
+    #: ends: how a failed call is traced back to its experiment.
+    made_by_run_id: Mapped[int | None] = mapped_column(Integer)
     owner_attempt: Mapped[int | None] = mapped_column(Integer)
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from reelbench.report.export import report_to_dict, write_csv, write_json
+from reelbench.report.export import report_to_dict, spreadsheet_safe, write_csv, write_json
 from reelbench.report.html import render_html, write_html
 from reelbench.report.model import (
     BaselineComparison,
@@ -42,6 +42,7 @@ __all__ = [
     "render_table",
     "report_paths",
     "report_to_dict",
+    "spreadsheet_safe",
     "write_csv",
     "write_html",
     "write_json",

@@ -3,6 +3,12 @@
 Numbers are written as the database holds them (Python's shortest exact float
 repr), so a CSV or JSON export reads back to the very same values. Undefined
 values (a +inf PSNR, a missing metric) are JSON ``null`` and empty CSV fields.
+
+CSV cells are safe to open in a spreadsheet: a text cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return (a prompt, a provider's
+error body) would be run as a formula, so it gets a leading ``'`` (OWASP's
+rule for CSV injection). Numbers are never touched. ``raw=True`` (the CLI's
+``--csv-raw``) writes text exactly as stored. JSON is always exact.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from typing import IO, Any
 from reelbench.report.model import METRIC_DESCRIPTIONS, Report
 from reelbench.results import RunRecord
 
-__all__ = ["REPORT_FORMAT_VERSION", "csv_columns", "report_to_dict", "write_csv", "write_json"]
+__all__ = [
+    "REPORT_FORMAT_VERSION",
+    "csv_columns",
+    "report_to_dict",
+    "spreadsheet_safe",
+    "write_csv",
+    "write_json",
+]
 
 #: Bumped when the JSON document changes incompatibly.
 REPORT_FORMAT_VERSION = 1
@@ -141,31 +154,47 @@ def csv_columns(report: Report) -> list[str]:
     return [*RUN_COLUMNS, *metric_cols]
 
 
-def _csv_value(value: Any) -> str:
+#: First characters that make a spreadsheet read a cell as a formula.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it, never runs it: a leading ``'`` before a formula."""
+    return f"'{text}" if text.startswith(FORMULA_TRIGGERS) else text
+
+
+def _csv_value(value: Any, raw: bool) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ""
+    if isinstance(value, int):
+        return str(value)
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
-    return str(value)
+    return str(value) if raw else spreadsheet_safe(str(value))
 
 
-def _run_row(record: RunRecord, columns: list[str]) -> list[str]:
+def _run_row(record: RunRecord, columns: list[str], raw: bool) -> list[str]:
     row = []
     for col in columns:
         if col in RUN_COLUMNS:
-            row.append(_csv_value(getattr(record, col)))
+            row.append(_csv_value(getattr(record, col), raw))
         else:
             name, _, stat = col.rpartition(".")
-            row.append(_csv_value(record.metrics.get(name, {}).get(stat)))
+            row.append(_csv_value(record.metrics.get(name, {}).get(stat), raw))
     return row
 
 
-def write_csv(report: Report, out: IO[str]) -> None:
-    """One row per run: identity, status, errors, cost, latency and every metric statistic."""
+def write_csv(report: Report, out: IO[str], *, raw: bool = False) -> None:
+    """One row per run: identity, status, errors, cost, latency and every metric statistic.
+
+    Text cells are made :func:`spreadsheet_safe` unless ``raw``.
+    """
     columns = csv_columns(report)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for record in report.runs:
-        writer.writerow(_run_row(record, columns))
+        writer.writerow(_run_row(record, columns, raw))

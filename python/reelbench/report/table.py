@@ -126,8 +126,42 @@ def _failures_table(report: Report) -> Table:
     return table
 
 
-def render_table(report: Report, console: Console) -> None:
-    """Print the report: header line, variants, metrics, failures (if any)."""
+#: Items listed in the --cells grid in the terminal (HTML and JSON have all).
+MAX_CELL_ROWS = 200
+
+
+def _cells_table(report: Report, metric: str | None) -> Table:
+    """Item x variant: runs that succeeded of those made, and the metric's mean."""
+    name = metric or (report.shown_metric_names[0] if report.shown_metric_names else None)
+    title = "Cells: runs ok/total" + (f", mean {name}" if name else "")
+    table = Table(title=Text(title), title_justify="left")
+    table.add_column("item")
+    for v in report.variants:
+        table.add_column(Text(v.key), justify="right")
+    for item in report.items[:MAX_CELL_ROWS]:
+        row: list[RenderableType] = [Text(item.key)]
+        for v in report.variants:
+            runs = report.cell(item.key, v.key)
+            ok = [r for r in runs if r.status == "succeeded"]
+            text = Text(f"{len(ok)}/{len(runs)}", style="" if len(ok) == len(runs) else "red")
+            values = [x for x in (r.metric(name) for r in ok) if x is not None] if name else []
+            if values:
+                text.append(f"  {fmt_number(math.fsum(values) / len(values))}")
+            row.append(text)
+        table.add_row(*row)
+    if len(report.items) > MAX_CELL_ROWS:
+        table.caption = f"{len(report.items) - MAX_CELL_ROWS} more items in the JSON or HTML report"
+    return table
+
+
+def render_table(
+    report: Report, console: Console, *, cells: bool = False, cell_metric: str | None = None
+) -> None:
+    """Print the report: header line, variants, metrics, failures (if any).
+
+    ``cells``: also the item x variant grid, showing ``cell_metric`` (default:
+    the first metric shown).
+    """
     exp = report.experiment
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items()))
     parts: list[RenderableType] = [
@@ -143,6 +177,8 @@ def render_table(report: Report, console: Console) -> None:
         parts.append(_variants_table(report))
     if report.shown_metric_names:
         parts.append(_metrics_table(report))
+    if cells and report.items:
+        parts.append(_cells_table(report, cell_metric))
     if report.failures:
         parts.append(_failures_table(report))
     console.print(Group(*parts))

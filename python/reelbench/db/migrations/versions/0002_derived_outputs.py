@@ -1,11 +1,12 @@
-"""Derived outputs: canonical videos and canonical references reused across runs.
+"""Derived outputs (canonical videos and references reused across runs); who made a call.
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-02
 
-A new table only: existing experiments, runs, artifacts and metrics are not
-touched, and runs made before it simply have no derived rows.
+A new table and a nullable column: existing experiments, runs, artifacts and
+metrics are not touched; runs made before it have no derived rows, and their
+calls no ``made_by_run_id``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("kind", "key"),
     )
+    with op.batch_alter_table("provider_calls") as batch:
+        batch.add_column(sa.Column("made_by_run_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("provider_calls") as batch:
+        batch.drop_column("made_by_run_id")
     op.drop_table("derived_outputs")
