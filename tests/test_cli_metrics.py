@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -136,3 +139,58 @@ def test_reference_of_another_size_exits_2(videos: dict[str, Path]) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert str(videos["small"]) in lines[0] and "32x32" in lines[0] and "64x48" in lines[0]
+
+
+def _frames_of(video: Path, reference: Path | None, groups: list[str] | None = None) -> list[Any]:
+    """FrameMetrics fed directly, frame by frame, with PyAV frames (the oracle)."""
+    from reelbench.metrics import FrameMetrics
+    from reelbench.video.frames import iter_frames
+
+    chroma = bool(groups and "chroma" in groups)
+    fm = FrameMetrics(groups=groups)
+    refs = list(iter_frames(reference, chroma=chroma)) if reference else []
+    for i, frame in enumerate(iter_frames(video, chroma=chroma)):
+        fm.push_frame(frame, refs[i] if i < len(refs) else None)
+    return fm.frames()
+
+
+def test_json_and_csv_per_frame_output_equal_frame_metrics(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
+    expected = _frames_of(videos["video"], videos["reference"], ["chroma", "frame"])
+    code, out, _ = run(str(videos["video"]), "-r", str(videos["reference"]),
+                       "--metrics", "chroma,frame", "--json")  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["frames"] == expected
+
+    csv_path = tmp_path / "frames.csv"
+    code, out, _ = run(str(videos["video"]), "-r", str(videos["reference"]),
+                       "-m", "chroma", "-m", "frame", "-f", "csv", "-o", str(csv_path))  # fmt: skip
+    assert code == 0 and "ssim_all" in out, "the summary still goes to the terminal"
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    assert [set(r) - {"video"} for r in rows] == [set(e) for e in expected]
+    for row, frame in zip(rows, expected, strict=True):
+        assert row["video"] == str(videos["video"])
+        for key, value in frame.items():
+            assert (None if row[key] == "" else float(row[key])) == value
+
+
+def test_several_videos_give_the_numbers_of_one_call_each(videos: dict[str, Path]) -> None:
+    other = videos["video"].with_name("other.mp4")
+    encode_video(other, moving_pattern(64, 48, 6, seed=1), crf=45)
+    code, out, _ = run(str(videos["video"]), str(other), "-r", str(videos["reference"]), "--json")
+    assert code == 0
+    together = json.loads(out)
+    assert [d["video"]["path"] for d in together] == [str(videos["video"]), str(other)]
+    for doc, path in zip(together, (videos["video"], other), strict=True):
+        code, single, _ = run(str(path), "-r", str(videos["reference"]), "--json")
+        assert json.loads(single) == doc
+    # The second video is longer than the reference: its extra frames have no reference.
+    assert together[1]["frames"][-1]["ssim_ref"] is None
+
+
+def test_chroma_without_a_reference_is_a_clear_error(videos: dict[str, Path]) -> None:
+    code, _, err = run(str(videos["video"]), "--metrics", "chroma")
+    assert code == 2 and "--metrics chroma compares with a reference" in err
+    code, _, err = run(str(videos["video"]), "--metrics", "colour")
+    assert code == 2 and "choose from frame, temporal, reference, chroma" in err

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
@@ -190,64 +190,79 @@ def query_results(
     calls; metrics; artifacts.
     """
     exp = find_experiment(session, experiment)
-    rows = session.execute(
-        select(Run, Item, Variant, ProviderCall)
-        .join(Item, Run.item_id == Item.id)
-        .join(Variant, Run.variant_id == Variant.id)
-        .outerjoin(ProviderCall, Run.provider_call_id == ProviderCall.id)
-        .where(Run.experiment_id == exp.id)
-        .order_by(Item.id, Variant.id, Run.repeat)
-    ).all()
+    # Plain columns through the connection (no ORM identity map): a report of
+    # 10,000 runs reads hundreds of thousands of metric rows.
+    conn = session.connection()
+    runs, items, variants, calls = (
+        cast(Table, m.__table__) for m in (Run, Item, Variant, ProviderCall)
+    )
+    metric_t, artifact_t = cast(Table, Metric.__table__), cast(Table, Artifact.__table__)
+    rows = conn.execute(
+        select(
+            runs.c.id, runs.c.repeat, runs.c.seed, runs.c.status, runs.c.attempt,
+            runs.c.error_class, runs.c.error_message, runs.c.canon_uri, runs.c.canon_sha256,
+            runs.c.provider_call_id, runs.c.started_at, runs.c.finished_at,
+            items.c.key.label("item_key"), items.c.prompt, items.c.image_path,
+            items.c.reference_path, variants.c.key.label("variant_key"), variants.c.provider,
+            variants.c.model, calls.c.request_hash, calls.c.raw_sha256, calls.c.cost,
+            calls.c.latency_seconds,
+        )
+        .join(items, runs.c.item_id == items.c.id)
+        .join(variants, runs.c.variant_id == variants.c.id)
+        .outerjoin(calls, runs.c.provider_call_id == calls.c.id)
+        .where(runs.c.experiment_id == exp.id)
+        .order_by(items.c.id, variants.c.id, runs.c.repeat)
+    ).all()  # fmt: skip
 
     metrics: dict[int, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
-    for run_id, name, stat, value in session.execute(
-        select(Metric.run_id, Metric.name, Metric.stat, Metric.value)
-        .join(Run, Metric.run_id == Run.id)
-        .where(Run.experiment_id == exp.id)
-    ):
+    for run_id, name, stat, value in conn.execute(
+        select(metric_t.c.run_id, metric_t.c.name, metric_t.c.stat, metric_t.c.value)
+        .join(runs, metric_t.c.run_id == runs.c.id)
+        .where(runs.c.experiment_id == exp.id)
+    ).all():
         metrics[run_id][name][stat] = value
 
     artifacts: dict[int, dict[str, str]] = defaultdict(dict)
-    for run_id, kind, uri in session.execute(
-        select(Artifact.run_id, Artifact.kind, Artifact.uri)
-        .join(Run, Artifact.run_id == Run.id)
-        .where(Run.experiment_id == exp.id)
-    ):
+    for run_id, kind, uri in conn.execute(
+        select(artifact_t.c.run_id, artifact_t.c.kind, artifact_t.c.uri)
+        .join(runs, artifact_t.c.run_id == runs.c.id)
+        .where(runs.c.experiment_id == exp.id)
+    ).all():
         artifacts[run_id][kind] = uri
 
     spec_dir = Path(exp.spec_path).parent if exp.spec_path else None
     records = []
-    for run, item, variant, call in rows:
-        arts = artifacts.get(run.id, {})
-        run_metrics = metrics.get(run.id, {})
+    for row in rows:
+        arts = artifacts.get(row.id, {})
+        run_metrics = metrics.get(row.id, {})
         records.append(
             RunRecord(
-                run_id=run.id,
+                run_id=row.id,
                 experiment=exp.name,
-                item_key=item.key,
-                prompt=item.prompt,
-                variant_key=variant.key,
-                provider=variant.provider,
-                model=variant.model,
-                repeat=run.repeat,
-                seed=run.seed,
-                status=run.status,
-                attempt=run.attempt,
-                error_class=run.error_class,
-                error_message=run.error_message,
-                canon_uri=run.canon_uri or arts.get("canon"),
-                canon_sha256=run.canon_sha256,
+                item_key=row.item_key,
+                prompt=row.prompt,
+                variant_key=row.variant_key,
+                provider=row.provider,
+                model=row.model,
+                repeat=row.repeat,
+                seed=row.seed,
+                status=row.status,
+                attempt=row.attempt,
+                error_class=row.error_class,
+                error_message=row.error_message,
+                canon_uri=row.canon_uri or arts.get("canon"),
+                canon_sha256=row.canon_sha256,
                 frames_uri=arts.get("frames"),
                 reference_uri=arts.get("reference"),
-                item_image=item_file(item.image_path, spec_dir),
-                item_reference=item_file(item.reference_path, spec_dir),
-                provider_call_id=run.provider_call_id,
-                request_hash=call.request_hash if call else None,
-                raw_sha256=call.raw_sha256 if call else None,
-                cost=call.cost if call else None,
-                latency_seconds=call.latency_seconds if call else None,
-                started_at=run.started_at,
-                finished_at=run.finished_at,
+                item_image=item_file(row.image_path, spec_dir),
+                item_reference=item_file(row.reference_path, spec_dir),
+                provider_call_id=row.provider_call_id,
+                request_hash=row.request_hash,
+                raw_sha256=row.raw_sha256,
+                cost=row.cost,
+                latency_seconds=row.latency_seconds,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
                 metrics={name: dict(stats) for name, stats in sorted(run_metrics.items())},
             )
         )

@@ -74,6 +74,11 @@ def _clean(value: Any) -> Any:
 
 def report_to_dict(report: Report) -> dict[str, Any]:
     """The report as one JSON-ready document (``format``/``version`` identify it)."""
+    return _clean(_document(report))  # type: ignore[no-any-return]
+
+
+def _document(report: Report) -> dict[str, Any]:
+    """The document, possibly holding non-finite floats (see :func:`report_to_dict`)."""
     exp = report.experiment
     seed_by_variant = {v.variant: v for v in report.seed_verdicts}
     variants = []
@@ -128,12 +133,24 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "seed_checks": [{**asdict(c), "matched": c.matched} for c in report.seed_checks],
         "runs": [r.as_dict() for r in report.runs],
     }
-    return _clean(doc)  # type: ignore[no-any-return]
+    return doc
+
+
+#: Reports with more runs than this are written compact: indenting forces
+#: Python's pure-Python JSON encoder, many times slower than the C one.
+INDENT_MAX_RUNS = 1000
 
 
 def write_json(report: Report, out: IO[str]) -> None:
-    """Write :func:`report_to_dict` as indented, strict JSON."""
-    json.dump(report_to_dict(report), out, indent=2, ensure_ascii=False, allow_nan=False)
+    """Write :func:`report_to_dict` as strict JSON (indented unless the report is large)."""
+    indent = 2 if len(report.runs) <= INDENT_MAX_RUNS else None
+    doc = _document(report)
+    try:
+        # Fast path: nothing non-finite in it (the database stores +inf as NULL).
+        text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_clean(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+    out.write(text)
     out.write("\n")
 
 

@@ -204,6 +204,7 @@ class _Page:
 
     def __init__(self, report: Report, out_dir: Path | None, artifact_root: Path | None) -> None:
         self.report = report
+        self.items_by_key = {item.key: item for item in report.items}
         self.out_dir = out_dir
         self.artifact_root = artifact_root
         self.colors = {v.key: PALETTE[i % len(PALETTE)] for i, v in enumerate(report.variants)}
@@ -398,9 +399,9 @@ class _Page:
                 src = self.video_src(run.reference_uri, None, prefix="ref-")
                 if src:
                     return src
-        for item in self.report.items:
-            if item.key == item_key and item.reference:
-                return self.video_src(item.reference, None, prefix="ref-")
+        item = self.items_by_key.get(item_key)
+        if item is not None and item.reference:
+            return self.video_src(item.reference, None, prefix="ref-")
         return None
 
     def grid(self) -> str:
