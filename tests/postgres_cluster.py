@@ -68,9 +68,9 @@ class PostgresCluster:
         log = str(self.data_dir.parent / "log")  # type: ignore[union-attr]
         self.pg_ctl("restart", "-m", mode, "-w", "-o", self.options, "-l", log)
 
-    def stop(self) -> None:
-        """Stop the server (``-m fast``: connections are cut)."""
-        self.pg_ctl("stop", "-m", "fast", "-w")
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``-m fast``: connections are cut; ``immediate``: a crash)."""
+        self.pg_ctl("stop", "-m", mode, "-w")
 
     def start(self) -> None:
         """Start the stopped server again with its original options."""

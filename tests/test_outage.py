@@ -2,7 +2,7 @@
 
 The real pipeline (provider-call cache, normalization, metrics) in a real
 ``reelbench worker`` process, PostgreSQL crashed and restarted
-(``pg_ctl restart -m immediate``) while runs are in flight: every run must
+(``pg_ctl stop -m immediate``, down for 3 s) while runs are in flight: every run must
 succeed on its first attempt, with ``max_attempts = 1`` so that a single
 attempt lost to the outage would fail its run.
 """
@@ -58,7 +58,11 @@ def test_postgresql_crash_mid_run_costs_no_attempt(
                 time.sleep(0.1)
             time.sleep(0.5)
             db.dispose()
-            postgres_cluster.restart("immediate")
+            # Crashed, and down long enough that the worker's polls and
+            # renewals meet the dead server (a restart alone may fall between them).
+            postgres_cluster.stop("immediate")
+            time.sleep(3)
+            postgres_cluster.start()
             assert proc.wait(timeout=240) == 0, log.read_text()
         finally:
             if proc.poll() is None:
