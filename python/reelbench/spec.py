@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from reelbench.errors import ReelbenchError
 from reelbench.identity import seed_from_variant_key, spec_hash
+from reelbench.providers.pricing import Price
 from reelbench.video.canonical import CanonicalFormat
 
 __all__ = [
@@ -135,6 +136,15 @@ class VariantSpec(_Strict):
         return seed_from_variant_key(self.key, item_id, repeat)
 
 
+class PriceSpec(_Strict):
+    """A ``[[prices]]`` entry: overrides the built-in price table (providers/pricing.py)."""
+
+    provider: str = Field(min_length=1, max_length=100)
+    model: str | None = Field(None, max_length=300)
+    usd_per_second: float = Field(ge=0, le=1_000)
+    read_on: str = ""
+
+
 class ExperimentSpec(_Strict):
     """A whole validated spec. ``items`` includes the items file's entries."""
 
@@ -144,6 +154,7 @@ class ExperimentSpec(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     items: list[ItemSpec] = Field(default_factory=list)
     variants: list[VariantSpec] = Field(min_length=1)
+    prices: list[PriceSpec] = Field(default_factory=list)
     #: The spec file this was loaded from (None when built in code).
     source: Path | None = None
 
@@ -151,6 +162,12 @@ class ExperimentSpec(_Strict):
     def name(self) -> str:
         """The experiment's name."""
         return self.experiment.name
+
+    def price_table(self) -> tuple[Price, ...]:
+        """The spec's ``[[prices]]`` as entries that override the built-in table."""
+        return tuple(
+            Price(p.provider, p.model, p.usd_per_second, p.read_on) for p in self.prices
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The spec as plain JSON (paths as strings), as stored with the experiment."""

@@ -58,6 +58,10 @@ class GenerationRequest:
     stop: threading.Event | None = field(default=None, compare=False, repr=False)
     #: The spec's folder, where local programs run; not part of the request's identity.
     workdir: str | None = field(default=None, compare=False)
+    #: Client-generated key, stable across attempts of one provider call, for
+    #: providers that accept an idempotency key / client request id: a submit
+    #: repeated after a crash then starts no second (paid) job. Not identity.
+    idempotency_key: str | None = field(default=None, compare=False)
 
     def payload(self) -> dict[str, Any]:
         """The JSON form handed to local programs (``command`` provider)."""
