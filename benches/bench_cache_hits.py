@@ -38,7 +38,7 @@ from reelbench.submit import submit_spec  # noqa: E402
 
 ITEMS = int(__import__("os").environ.get("REELBENCH_BENCH_CACHE_ITEMS", "1000"))
 RUNS = 2 * ITEMS
-CONCURRENCY = 4
+CONCURRENCY = int(__import__("os").environ.get("REELBENCH_BENCH_CACHE_CONCURRENCY", "4"))
 
 
 def _spec(name: str) -> Any:
