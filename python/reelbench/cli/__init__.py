@@ -62,6 +62,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "report_command",
         "Compare the variants of EXPERIMENT (its name or id).",
     ),
+    "judgments": (
+        "reelbench.cli.judgments",
+        "judgments_command",
+        "Export the human votes of EXPERIMENT, or import votes collected elsewhere.",
+    ),
     "metrics": (
         "reelbench.cli.metrics",
         "metrics_command",
