@@ -72,6 +72,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "metrics_command",
         "Frame metrics of VIDEO, decoded with PyAV (Y plane, native code).",
     ),
+    "serve": (
+        "reelbench.cli.serve",
+        "serve_command",
+        "Serve the judging web app: blind pairwise votes on an experiment's videos.",
+    ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
     "cache": (
         "reelbench.cli.cache",
