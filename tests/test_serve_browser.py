@@ -10,7 +10,6 @@ from report_data import fill_database
 from test_html_browser import browser  # noqa: F401  (the shared Chromium fixture)
 from test_serve import _serve, _votes
 
-
 TOKEN = "const t = document.querySelector('input[name=token]'); return t ? t.value : null;"
 
 
@@ -20,8 +19,8 @@ def test_twenty_keyboard_votes_land_in_the_database(
     tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from selenium.webdriver.common.by import By
     from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,7 +44,7 @@ def test_twenty_keyboard_votes_land_in_the_database(
             sent.append(expected[key])
             # The next page has a new pair token once the vote is committed.
             WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
-                lambda d: d.execute_script(TOKEN) not in (None, token)
+                lambda d, old=token: d.execute_script(TOKEN) not in (None, old)
             )
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors

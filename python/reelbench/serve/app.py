@@ -40,7 +40,10 @@ from reelbench.storage import path_from_uri
 
 __all__ = ["create_app"]
 
-CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; media-src 'self'; img-src 'self' data:"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "media-src 'self'; img-src 'self' data:"
+)
 CHUNK = 64 * 1024
 
 JS = """
