@@ -121,6 +121,7 @@ def test_a_database_of_the_first_release_upgrades_and_keeps_its_rows(database_ur
             assert conn.execute(text("SELECT kind, bytes FROM artifacts")).one() == ("canon", 10)
             assert conn.execute(text("SELECT value FROM metrics")).scalar_one() == 0.5
             assert conn.execute(text("SELECT count(*) FROM derived_outputs")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM judgments")).scalar_one() == 0
     finally:
         raw.dispose()
     engine = make_engine(database_url)

@@ -5,9 +5,10 @@ from typing import TYPE_CHECKING, Any
 from reelbench._native import __version__
 
 if TYPE_CHECKING:
+    from reelbench.judging import load_judgments
     from reelbench.results import load_results
 
-__all__ = ["__version__", "load_results"]
+__all__ = ["__version__", "load_judgments", "load_results"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from reelbench.results import load_results
 
         return load_results
+    if name == "load_judgments":
+        from reelbench.judging import load_judgments
+
+        return load_judgments
     raise AttributeError(f"module 'reelbench' has no attribute {name!r}")

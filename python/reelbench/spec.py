@@ -165,9 +165,7 @@ class ExperimentSpec(_Strict):
 
     def price_table(self) -> tuple[Price, ...]:
         """The spec's ``[[prices]]`` as entries that override the built-in table."""
-        return tuple(
-            Price(p.provider, p.model, p.usd_per_second, p.read_on) for p in self.prices
-        )
+        return tuple(Price(p.provider, p.model, p.usd_per_second, p.read_on) for p in self.prices)
 
     def to_json(self) -> dict[str, Any]:
         """The spec as plain JSON (paths as strings), as stored with the experiment."""

@@ -62,10 +62,20 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "report_command",
         "Compare the variants of EXPERIMENT (its name or id).",
     ),
+    "judgments": (
+        "reelbench.cli.judgments",
+        "judgments_command",
+        "Export the human votes of EXPERIMENT, or import votes collected elsewhere.",
+    ),
     "metrics": (
         "reelbench.cli.metrics",
         "metrics_command",
         "Frame metrics of VIDEO, decoded with PyAV (Y plane, native code).",
+    ),
+    "serve": (
+        "reelbench.cli.serve",
+        "serve_command",
+        "Serve the judging web app: blind pairwise votes on an experiment's videos.",
     ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
     "cache": (

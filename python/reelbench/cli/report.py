@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from reelbench.cli.options import BadInput, artifacts_option, db_option, json_option, short_db_error
 from reelbench.cli.options import console as _console
+from reelbench.judging.storage import load_votes
 from reelbench.report import (
     ReportError,
     build_report,
@@ -96,7 +97,8 @@ def report_command(
     try:
         with Session(engine) as session:
             info, records = query_results(session, experiment)
-        report = build_report(info, records, baseline=baseline)
+            votes = load_votes(session, info.id)
+        report = build_report(info, records, baseline=baseline, votes=votes)
     except (ExperimentNotFound, ReportError) as exc:
         raise BadInput(str(exc)) from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:

@@ -35,6 +35,7 @@ __all__ = [
     "DerivedOutput",
     "Experiment",
     "Item",
+    "Judgment",
     "Metric",
     "ProviderCall",
     "Run",
@@ -297,4 +298,33 @@ class DerivedOutput(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: The run whose processing made it (for provenance; not a foreign key).
     source_run_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class Judgment(Base):
+    """One human vote: two canonical videos of one item, which side won.
+
+    The two runs are stored as shown (left and right) with the SHA-256 of the
+    canonical video each showed: a run re-made since then has another hash,
+    so its old votes are recognised as stale instead of counting for a video
+    nobody judged. ``vote_uid`` names the vote everywhere (exports, imports),
+    which is what makes an import idempotent.
+    """
+
+    __tablename__ = "judgments"
+    __table_args__ = (Index("ix_judgments_experiment", "experiment_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vote_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    left_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    right_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    left_sha256: Mapped[str] = mapped_column(String(64))
+    right_sha256: Mapped[str] = mapped_column(String(64))
+    # left | right | tie | both_bad
+    outcome: Mapped[str] = mapped_column(String(16))
+    rater: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str | None] = mapped_column(Text)
+    seconds_to_vote: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from reelbench.judging.storage import load_votes
 from reelbench.report.export import report_to_dict, spreadsheet_safe, write_csv, write_json
 from reelbench.report.html import render_html, write_html
 from reelbench.report.model import (
@@ -68,9 +69,10 @@ def load_report(
     try:
         with Session(engine) as session:
             info, records = query_results(session, experiment)
+            votes = load_votes(session, info.id)
     finally:
         engine.dispose()
-    return build_report(info, records, baseline=baseline)
+    return build_report(info, records, baseline=baseline, votes=votes)
 
 
 def report_paths(target: Path) -> tuple[Path, Path]:

@@ -132,7 +132,12 @@ def _document(report: Report) -> dict[str, Any]:
         "baseline": baseline,
         "seed_checks": [{**asdict(c), "matched": c.matched} for c in report.seed_checks],
         "runs": [r.as_dict() for r in report.runs],
+        "judging": None,
     }
+    if report.judging is not None:
+        from reelbench.report.human import judging_to_dict
+
+        doc["judging"] = judging_to_dict(report.judging)
     return doc
 
 
@@ -168,7 +173,12 @@ def csv_columns(report: Report) -> list[str]:
             stats.get(name, ()), key=lambda s: (order.index(s) if s in order else 99, s)
         )
     ]
-    return [*RUN_COLUMNS, *metric_cols]
+    human = list(HUMAN_COLUMNS) if report.judging is not None else []
+    return [*RUN_COLUMNS, *human, *metric_cols]
+
+
+#: The run's variant's human rating and interval, when the experiment has votes.
+HUMAN_COLUMNS = ("human_rating", "human_rating_low", "human_rating_high")
 
 
 #: First characters that make a spreadsheet read a cell as a formula.
@@ -194,10 +204,21 @@ def _csv_value(value: Any, raw: bool) -> str:
     return str(value) if raw else spreadsheet_safe(str(value))
 
 
-def _run_row(record: RunRecord, columns: list[str], raw: bool) -> list[str]:
+def _run_row(
+    record: RunRecord, columns: list[str], raw: bool, report: Report | None = None
+) -> list[str]:
     row = []
+    rating = None
+    if report is not None and report.judging is not None:
+        rating = report.judging.ratings.rating(record.variant_key)
     for col in columns:
-        if col in RUN_COLUMNS:
+        if col in HUMAN_COLUMNS:
+            value = None
+            if rating is not None and rating.votes:
+                value = {"human_rating": rating.rating, "human_rating_low": rating.ci_low,
+                         "human_rating_high": rating.ci_high}[col]  # fmt: skip
+            row.append(_csv_value(value, raw))
+        elif col in RUN_COLUMNS:
             row.append(_csv_value(getattr(record, col), raw))
         else:
             name, _, stat = col.rpartition(".")
@@ -214,4 +235,4 @@ def write_csv(report: Report, out: IO[str], *, raw: bool = False) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for record in report.runs:
-        writer.writerow(_run_row(record, columns, raw))
+        writer.writerow(_run_row(record, columns, raw, report))

@@ -527,7 +527,14 @@ def render_html(
 ) -> str:
     """The page as a string; with ``out_dir`` its videos are placed under ``out_dir/videos``."""
     page = _Page(report, out_dir, artifact_root)
-    body = "".join([page.header(), page.summary(), page.grid(), page.frames(), page.failures()])
+    human = ""
+    if report.judging is not None:
+        from reelbench.report.human import judging_html
+
+        human = judging_html(report.judging)
+    body = "".join(
+        [page.header(), page.summary(), human, page.grid(), page.frames(), page.failures()]
+    )
     script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

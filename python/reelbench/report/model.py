@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from reelbench.errors import ReelbenchError
+from reelbench.judging import JudgingSummary, Vote, summarize_judging
 from reelbench.results import ExperimentInfo, RunRecord
 
 __all__ = [
@@ -173,6 +174,8 @@ class Report:
     comparisons: list[BaselineComparison] = field(default_factory=list)
     seed_checks: list[SeedCheck] = field(default_factory=list)
     seed_verdicts: list[SeedVerdict] = field(default_factory=list)
+    #: Human ratings and metric agreement; None when nobody voted.
+    judging: JudgingSummary | None = None
 
     @cached_property
     def _cells(self) -> dict[tuple[str, str], list[RunRecord]]:
@@ -348,9 +351,11 @@ def build_report(
     *,
     baseline: str | None = None,
     generated_at: datetime | None = None,
+    votes: Sequence[Vote] | None = None,
 ) -> Report:
     """Summaries, comparisons and seed checks of an experiment's run records.
 
+    ``votes``: the experiment's human votes (:func:`reelbench.judging.load_votes`).
     Raises :class:`ReportError` when ``baseline`` names no variant of the experiment.
     """
     runs = list(runs)
@@ -380,4 +385,5 @@ def build_report(
         comparisons=_compare(variants, baseline, metric_names) if baseline else [],
         seed_checks=checks,
         seed_verdicts=[_seed_verdict(v.key, checks) for v in variants],
+        judging=summarize_judging(votes, runs, metric_names) if votes else None,
     )

@@ -179,6 +179,10 @@ def render_table(
         parts.append(_metrics_table(report))
     if cells and report.items:
         parts.append(_cells_table(report, cell_metric))
+    if report.judging is not None:
+        from reelbench.report.human import judging_tables
+
+        parts.extend(judging_tables(report.judging))
     if report.failures:
         parts.append(_failures_table(report))
     console.print(Group(*parts))
