@@ -8,7 +8,9 @@
 //! planes are read through the buffer protocol with their `line_size`, with
 //! no copy and no numpy on the way.
 
-use numpy::{PyArrayDescrMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -22,6 +24,25 @@ use crate::errors::{detach, CoreError};
 /// `(width, height, line_size)` of each.
 struct AvFrame {
     planes: Vec<(ContiguousBytes, usize, usize, usize)>,
+    full_range: bool,
+}
+
+/// Is the frame full range? As FFmpeg's `siti` decides: the frame's
+/// `color_range` when set (2 = JPEG), else the `yuvj*` pixel formats.
+fn is_full_range(obj: &Bound<'_, PyAny>) -> bool {
+    let range: i64 = obj
+        .getattr("color_range")
+        .and_then(|r| r.extract())
+        .unwrap_or(0);
+    match range {
+        1 => false,
+        2 => true,
+        _ => obj
+            .getattr("format")
+            .and_then(|f| f.getattr("name"))
+            .and_then(|n| n.extract::<String>())
+            .is_ok_and(|n| n.starts_with("yuvj")),
+    }
 }
 
 impl AvFrame {
@@ -47,7 +68,10 @@ impl AvFrame {
                 out.len()
             )));
         }
-        Ok(Self { planes: out })
+        Ok(Self {
+            planes: out,
+            full_range: is_full_range(obj),
+        })
     }
 
     fn plane(&self, i: usize) -> Result<Plane<'_>, Error> {
@@ -60,6 +84,7 @@ impl AvFrame {
             y: self.plane(0)?,
             u: self.planes.get(1).map(|_| self.plane(1)).transpose()?,
             v: self.planes.get(2).map(|_| self.plane(2)).transpose()?,
+            full_range: self.full_range,
         })
     }
 }
@@ -231,6 +256,7 @@ impl FrameMetrics {
         frozen_mad = 0.5,
         scene_cut_ssim = 0.35,
         scene_cut_mad = 20.0,
+        dynamic_threshold = 0.005,
         groups = None,
     ))]
     fn new(
@@ -239,6 +265,7 @@ impl FrameMetrics {
         frozen_mad: f64,
         scene_cut_ssim: f64,
         scene_cut_mad: f64,
+        dynamic_threshold: f64,
         groups: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let groups = match groups {
@@ -251,6 +278,7 @@ impl FrameMetrics {
             frozen_mad,
             scene_cut_ssim,
             scene_cut_mad,
+            dynamic_threshold,
             groups,
         })
         .map_err(CoreError)?;
@@ -349,6 +377,9 @@ impl FrameMetrics {
         if groups.chroma {
             d.set_item("psnr_avg_pooled", finite(s.psnr_avg_pooled))?;
         }
+        if groups.motion {
+            d.set_item("dynamic_degree", s.dynamic_degree)?;
+        }
         Ok(d)
     }
 
@@ -389,6 +420,11 @@ impl FrameMetrics {
         self.inner.config().scene_cut_mad
     }
 
+    #[getter]
+    fn dynamic_threshold(&self) -> f64 {
+        self.inner.config().dynamic_threshold
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }
@@ -398,7 +434,44 @@ impl FrameMetrics {
     }
 }
 
+/// Dense optical flow from `a` to `b` (2-D uint8, same shape) at their own
+/// size, with reelbench's fixed DIS parameters: a float32 array of shape
+/// `(height, width, 2)` holding `(dx, dy)` per pixel, OpenCV's layout. For
+/// tests and benchmarks; the metrics compute it inside `FrameMetrics`.
+#[pyfunction]
+fn optical_flow<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, numpy::PyArray3<f32>>> {
+    let (fa, fb) = pair(a, b)?;
+    let (pa, pb) = (
+        fa.plane().map_err(CoreError)?,
+        fb.plane().map_err(CoreError)?,
+    );
+    let flow = detach(py, move || {
+        reelbench_core::metrics::same_shape(&pa, &pb)?;
+        let (i0, i1) = (
+            core::flow::Image::from_plane(pa),
+            core::flow::Image::from_plane(pb),
+        );
+        Ok(core::flow::dense_flow(
+            &i0,
+            &i1,
+            &core::flow::FlowParams::default(),
+        ))
+    })?;
+    let (h, w) = (flow.height, flow.width);
+    let mut out = Vec::with_capacity(2 * h * w);
+    for (u, v) in flow.u.iter().zip(&flow.v) {
+        out.push(*u);
+        out.push(*v);
+    }
+    numpy::PyArray1::from_vec(py, out).reshape([h, w, 2])
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(optical_flow, m)?)?;
     m.add_function(wrap_pyfunction!(ssim, m)?)?;
     m.add_function(wrap_pyfunction!(psnr, m)?)?;
     m.add_function(wrap_pyfunction!(mse, m)?)?;

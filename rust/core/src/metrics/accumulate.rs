@@ -3,8 +3,10 @@
 //! number of frames (records are a few numbers per frame). Which metrics it
 //! computes is chosen by [`Groups`]; work for a group that is off is skipped.
 
+use super::flow::{dense_flow, downscale, warp_check, working_factor, FlowParams, Image};
 use super::kernels::{laplacian_var, luma_sums, psnr_from_mse};
 use super::plane::{same_shape, Plane};
+use super::siti::{spatial_information, temporal_information, to_full_range};
 use super::ssim::ssim_and_diff;
 use crate::{Error, Result};
 
@@ -20,10 +22,13 @@ pub struct Groups {
     /// `ssim_u`, `ssim_v`, `ssim_all`, `psnr_u`, `psnr_v`, `psnr_avg` against
     /// the reference (U and V planes needed); implies `reference`.
     pub chroma: bool,
+    /// `motion_mean`, `motion_p95`, `warp_error` (dense optical flow with
+    /// the previous frame), `si`, `ti`; `dynamic_degree` in the summary.
+    pub motion: bool,
 }
 
 /// Names of the groups, as [`Groups::from_names`] takes them.
-pub const GROUP_NAMES: [&str; 4] = ["frame", "temporal", "reference", "chroma"];
+pub const GROUP_NAMES: [&str; 5] = ["frame", "temporal", "reference", "chroma", "motion"];
 
 impl Default for Groups {
     /// Everything but chroma: the Y-plane metrics.
@@ -33,6 +38,7 @@ impl Default for Groups {
             temporal: true,
             reference: true,
             chroma: false,
+            motion: false,
         }
     }
 }
@@ -45,6 +51,7 @@ impl Groups {
             temporal: false,
             reference: false,
             chroma: false,
+            motion: false,
         };
         for name in names {
             match name.as_ref() {
@@ -52,6 +59,7 @@ impl Groups {
                 "temporal" => g.temporal = true,
                 "reference" => g.reference = true,
                 "chroma" => g.chroma = true,
+                "motion" => g.motion = true,
                 other => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown metric group {other:?}; choose from {}",
@@ -66,7 +74,13 @@ impl Groups {
 
     /// The names of the groups that are on, in [`GROUP_NAMES`] order.
     pub fn names(&self) -> Vec<&'static str> {
-        let on = [self.frame, self.temporal, self.reference, self.chroma];
+        let on = [
+            self.frame,
+            self.temporal,
+            self.reference,
+            self.chroma,
+            self.motion,
+        ];
         GROUP_NAMES
             .iter()
             .zip(on)
@@ -81,6 +95,7 @@ impl Groups {
             Some("temporal") => self.temporal,
             Some("reference") => self.reference,
             Some("chroma") => self.chroma,
+            Some("motion") => self.motion,
             _ => false,
         }
     }
@@ -93,6 +108,7 @@ pub fn group_of(name: &str) -> Option<&'static str> {
         "mad_prev" | "ssim_prev" | "psnr_prev" => Some("temporal"),
         "ssim_ref" | "psnr_ref" | "mse_ref" => Some("reference"),
         "ssim_u" | "ssim_v" | "ssim_all" | "psnr_u" | "psnr_v" | "psnr_avg" => Some("chroma"),
+        "motion_mean" | "motion_p95" | "warp_error" | "si" | "ti" => Some("motion"),
         _ => None,
     }
 }
@@ -103,6 +119,9 @@ pub struct Yuv<'a> {
     pub y: Plane<'a>,
     pub u: Option<Plane<'a>>,
     pub v: Option<Plane<'a>>,
+    /// Full-range (JPEG) samples; otherwise limited range (16-235), which
+    /// SI/TI map to full range first, as FFmpeg's `siti` does.
+    pub full_range: bool,
 }
 
 impl<'a> Yuv<'a> {
@@ -112,6 +131,7 @@ impl<'a> Yuv<'a> {
             y,
             u: None,
             v: None,
+            full_range: false,
         }
     }
 }
@@ -132,6 +152,9 @@ pub struct Config {
     pub scene_cut_ssim: f64,
     /// ... and mean absolute difference at least this.
     pub scene_cut_mad: f64,
+    /// A frame pair is dynamic when its `motion_p95` exceeds this share of
+    /// the frame's short side (0.005: 3.6 px per frame at 1280x720).
+    pub dynamic_threshold: f64,
     /// What to compute.
     pub groups: Groups,
 }
@@ -144,6 +167,7 @@ impl Default for Config {
             frozen_mad: 0.5,
             scene_cut_ssim: 0.35,
             scene_cut_mad: 20.0,
+            dynamic_threshold: 0.005,
             groups: Groups::default(),
         }
     }
@@ -174,10 +198,23 @@ pub struct FrameRecord {
     pub psnr_avg: Option<f64>,
     /// Plane-weighted MSE over Y, U and V (what `psnr_avg` is the PSNR of).
     pub mse_avg: Option<f64>,
+    /// Mean flow magnitude from the previous frame, canonical px per frame.
+    pub motion_mean: Option<f64>,
+    /// 95th percentile of the flow magnitude, canonical px per frame.
+    pub motion_p95: Option<f64>,
+    /// Mean absolute error of the previous frame warped onto this one over
+    /// the forward-backward consistent pixels (0-255 scale).
+    pub warp_error: Option<f64>,
+    /// Share of pixels that pass the forward-backward check.
+    pub flow_consistent: Option<f64>,
+    /// Spatial information (P.910, as FFmpeg's `siti`).
+    pub si: Option<f64>,
+    /// Temporal information (P.910, as FFmpeg's `siti`).
+    pub ti: Option<f64>,
 }
 
 /// The names of the per-frame metrics, in record order (without `index`).
-pub const METRIC_NAMES: [&str; 16] = [
+pub const METRIC_NAMES: [&str; 21] = [
     "luma_mean",
     "luma_std",
     "sharpness",
@@ -194,6 +231,11 @@ pub const METRIC_NAMES: [&str; 16] = [
     "psnr_u",
     "psnr_v",
     "psnr_avg",
+    "motion_mean",
+    "motion_p95",
+    "warp_error",
+    "si",
+    "ti",
 ];
 
 impl FrameRecord {
@@ -216,6 +258,11 @@ impl FrameRecord {
             "psnr_u" => self.psnr_u,
             "psnr_v" => self.psnr_v,
             "psnr_avg" => self.psnr_avg,
+            "motion_mean" => self.motion_mean,
+            "motion_p95" => self.motion_p95,
+            "warp_error" => self.warp_error,
+            "si" => self.si,
+            "ti" => self.ti,
             _ => None,
         }
     }
@@ -285,6 +332,9 @@ pub struct Summary {
     pub psnr_ref_pooled: Option<f64>,
     /// PSNR of the mean plane-weighted MSE (chroma group).
     pub psnr_avg_pooled: Option<f64>,
+    /// Share of frame pairs whose `motion_p95` exceeds the dynamic threshold
+    /// (motion group; `None` with fewer than two frames).
+    pub dynamic_degree: Option<f64>,
 }
 
 /// The streaming accumulator.
@@ -294,6 +344,11 @@ pub struct FrameMetrics {
     prev: Vec<u8>,
     prev_shape: Option<(usize, usize)>,
     records: Vec<FrameRecord>,
+    /// Motion group: the previous frame at the working scale, and its
+    /// full-range luma for TI.
+    prev_small: Option<Image>,
+    prev_full: Vec<i16>,
+    cur_full: Vec<i16>,
 }
 
 impl FrameMetrics {
@@ -302,6 +357,7 @@ impl FrameMetrics {
         for (name, v) in [
             ("black_frame_share", config.black_frame_share),
             ("scene_cut_ssim", config.scene_cut_ssim),
+            ("dynamic_threshold", config.dynamic_threshold),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::InvalidArgument(format!(
@@ -428,9 +484,55 @@ impl FrameMetrics {
                 rec.psnr_avg = Some(psnr_from_mse(mse_avg));
             }
         }
+        if groups.motion {
+            self.motion(&frame, &mut rec);
+        }
         self.prev_shape = Some(y.shape());
         self.records.push(rec);
         Ok(self.records.last().expect("just pushed"))
+    }
+
+    /// The motion group: SI/TI at full resolution, flow at the working scale.
+    fn motion(&mut self, frame: &Yuv<'_>, rec: &mut FrameRecord) {
+        let y = frame.y;
+        let (w, h) = (y.width(), y.height());
+        to_full_range(y, frame.full_range, &mut self.cur_full);
+        rec.si = Some(spatial_information(&self.cur_full, w, h));
+        if self.prev_shape.is_some() {
+            rec.ti = Some(temporal_information(&self.prev_full, &self.cur_full));
+        }
+        std::mem::swap(&mut self.prev_full, &mut self.cur_full);
+        let k = working_factor(w, h);
+        let small = downscale(y, k);
+        if let Some(prev) = &self.prev_small {
+            let prm = FlowParams::default();
+            if small.width < prm.patch || small.height < prm.patch {
+                // Too small for one patch: the flow is undefined.
+                rec.motion_mean = Some(f64::NAN);
+                rec.motion_p95 = Some(f64::NAN);
+                rec.warp_error = Some(f64::NAN);
+                rec.flow_consistent = Some(f64::NAN);
+            } else {
+                let fwd = dense_flow(prev, &small, &prm);
+                let bwd = dense_flow(&small, prev, &prm);
+                let mut mags = fwd.magnitudes();
+                let scale = k as f64;
+                let mean = mags.iter().map(|&m| m as f64).sum::<f64>() / mags.len() as f64;
+                rec.motion_mean = Some(mean * scale);
+                rec.motion_p95 = Some(quantile_in_place(&mut mags, 0.95) * scale);
+                let check = warp_check(prev, &small, &fwd, &bwd);
+                rec.warp_error = Some(check.warp_error);
+                rec.flow_consistent = Some(check.consistent);
+            }
+        }
+        self.prev_small = Some(small);
+    }
+
+    /// Is the pair ending at `rec` dynamic?
+    pub fn is_dynamic(&self, rec: &FrameRecord) -> bool {
+        let short = self.prev_shape.map_or(0, |(h, w)| h.min(w)) as f64;
+        rec.motion_p95
+            .is_some_and(|m| m > self.config.dynamic_threshold * short)
     }
 
     /// Is the pair ending at `rec` frozen?
@@ -488,6 +590,31 @@ impl FrameMetrics {
             psnr_prev_pooled: mean_of(&|r| r.mse_prev).map(psnr_from_mse),
             psnr_ref_pooled: mean_of(&|r| r.mse_ref).map(psnr_from_mse),
             psnr_avg_pooled: mean_of(&|r| r.mse_avg).map(psnr_from_mse),
+            dynamic_degree: {
+                let flows: Vec<&FrameRecord> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.motion_p95.is_some_and(|m| !m.is_nan()))
+                    .collect();
+                (groups.motion && !flows.is_empty()).then(|| {
+                    flows.iter().filter(|r| self.is_dynamic(r)).count() as f64 / flows.len() as f64
+                })
+            },
         }
     }
+}
+
+/// The `q` quantile of `v` with linear interpolation (numpy's default),
+/// by selection rather than a full sort; `v` is reordered.
+fn quantile_in_place(v: &mut [f32], q: f64) -> f64 {
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let frac = pos - lo as f64;
+    let (_, &mut a, rest) = v.select_nth_unstable_by(lo, f32::total_cmp);
+    let a = a as f64;
+    if frac == 0.0 || rest.is_empty() {
+        return a;
+    }
+    let b = rest.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+    a + (b - a) * frac
 }

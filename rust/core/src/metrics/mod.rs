@@ -4,8 +4,10 @@
 
 mod accumulate;
 mod dispatch;
+pub mod flow;
 mod kernels;
 mod plane;
+pub mod siti;
 mod ssim;
 
 pub use accumulate::{
@@ -17,7 +19,7 @@ pub use kernels::{
     black_share, diff_sums, luma_stats, luma_sums, mad, mse, psnr, psnr_from_mse, sharpness,
     DiffSums, LumaSums,
 };
-pub use plane::Plane;
+pub use plane::{same_shape, Plane};
 pub use ssim::{ssim, ssim_and_diff};
 
 #[cfg(test)]

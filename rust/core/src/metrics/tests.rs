@@ -336,11 +336,13 @@ fn chroma_planes_are_weighted_by_their_share_of_samples() {
         y: plane(&y, 16),
         u: Some(plane(&u2, 8)),
         v: Some(plane(&v, 8)),
+        full_range: false,
     };
     let reference = Yuv {
         y: plane(&y, 16),
         u: Some(plane(&u, 8)),
         v: Some(plane(&v, 8)),
+        full_range: false,
     };
     let config = Config {
         groups: Groups::from_names(&["chroma"]).unwrap(),
@@ -402,4 +404,185 @@ fn ssim_and_diff_equals_the_separate_kernels_on_any_size() {
         Plane::new(&b, w, h, stride).unwrap(),
     );
     assert_eq!(ssim_and_diff(pa, pb).unwrap().1, diff_sums(pa, pb).unwrap());
+}
+
+mod motion {
+    use super::super::flow::{dense_flow, downscale, working_factor, FlowParams, Image};
+    use super::super::siti::{range_lut, spatial_information, temporal_information};
+    use super::super::{Config, FrameMetrics, Groups, Plane};
+
+    /// Hash of a lattice point to 0..1.
+    fn lattice(ix: i64, iy: i64, octave: u64) -> f32 {
+        let mut s = (ix as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (iy as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            ^ octave.wrapping_mul(0x1656_67B1_9E37_79F9);
+        s ^= s >> 31;
+        s = s.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        s ^= s >> 29;
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// A smooth, non-periodic texture (value noise over four octaves)
+    /// defined everywhere, so sub-pixel shifts are exact.
+    fn texture(x: f32, y: f32) -> f32 {
+        let mut v = 0.0;
+        for (o, (cell, amp)) in [(24.0f32, 90.0f32), (12.0, 60.0), (6.0, 40.0), (3.0, 20.0)]
+            .into_iter()
+            .enumerate()
+        {
+            let (gx, gy) = (x / cell, y / cell);
+            let (fx, fy) = (gx.floor(), gy.floor());
+            let (tx, ty) = (gx - fx, gy - fy);
+            let (sx, sy) = (tx * tx * (3.0 - 2.0 * tx), ty * ty * (3.0 - 2.0 * ty));
+            let (ix, iy) = (fx as i64, fy as i64);
+            let o = o as u64;
+            let a = lattice(ix, iy, o) + (lattice(ix + 1, iy, o) - lattice(ix, iy, o)) * sx;
+            let b =
+                lattice(ix, iy + 1, o) + (lattice(ix + 1, iy + 1, o) - lattice(ix, iy + 1, o)) * sx;
+            v += amp * (a + (b - a) * sy - 0.5);
+        }
+        (128.0 + v).clamp(0.0, 255.0)
+    }
+
+    fn image(w: usize, h: usize, dx: f32, dy: f32) -> Image {
+        let mut img = Image::zeros(w, h);
+        for y in 0..h {
+            for x in 0..w {
+                img.data[y * w + x] = texture(x as f32 - dx, y as f32 - dy);
+            }
+        }
+        img
+    }
+
+    fn epe(i0: &Image, i1: &Image, dx: f32, dy: f32) -> f64 {
+        let f = dense_flow(i0, i1, &FlowParams::default());
+        let (w, h) = (f.width, f.height);
+        // Pixels whose match leaves the frame are unknowable: skip a border.
+        let m = 24usize;
+        let mut sum = 0.0f64;
+        let mut n = 0usize;
+        for y in m..h - m {
+            for x in m..w - m {
+                let o = y * w + x;
+                let (eu, ev) = (f.u[o] - dx, f.v[o] - dy);
+                sum += ((eu * eu + ev * ev) as f64).sqrt();
+                n += 1;
+            }
+        }
+        sum / n as f64
+    }
+
+    #[test]
+    fn flow_recovers_translations() {
+        for (dx, dy) in [
+            (0.5, 0.0),
+            (1.25, -0.75),
+            (3.5, 2.0),
+            (-7.0, 4.5),
+            (12.0, -9.0),
+            (20.0, 0.0),
+        ] {
+            let i0 = image(256, 192, 0.0, 0.0);
+            let i1 = image(256, 192, dx, dy);
+            let e = epe(&i0, &i1, dx, dy);
+            assert!(e < 0.15, "translation ({dx}, {dy}): EPE {e}");
+        }
+    }
+
+    #[test]
+    fn flow_of_identical_frames_is_zero() {
+        let i0 = image(128, 96, 0.0, 0.0);
+        let f = dense_flow(&i0, &i0, &FlowParams::default());
+        let max = f.magnitudes().into_iter().fold(0.0f32, f32::max);
+        assert!(max < 1e-3, "max magnitude {max}");
+    }
+
+    #[test]
+    fn flow_of_tiny_frames_is_zero_not_a_panic() {
+        let i0 = image(5, 4, 0.0, 0.0);
+        let f = dense_flow(&i0, &i0, &FlowParams::default());
+        assert_eq!(f.u.len(), 20);
+    }
+
+    #[test]
+    fn working_scale_keeps_the_long_side_within_512() {
+        assert_eq!(working_factor(512, 288), 1);
+        assert_eq!(working_factor(1280, 720), 3);
+        assert_eq!(working_factor(1920, 1080), 4);
+        let data: Vec<u8> = (0..1280 * 720).map(|i| (i % 251) as u8).collect();
+        let p = Plane::packed(&data, 1280, 720).unwrap();
+        let small = downscale(p, 3);
+        assert_eq!((small.width, small.height), (426, 240));
+        // The first output pixel is the mean of the top-left 3x3 block.
+        let d = &data;
+        let mean = (0..3)
+            .flat_map(|y| (0..3).map(move |x| d[y * 1280 + x] as f32))
+            .sum::<f32>()
+            / 9.0;
+        assert!((small.data[0] - mean).abs() < 1e-4);
+    }
+
+    #[test]
+    fn limited_range_maps_like_ffmpeg() {
+        let lut = range_lut(false);
+        assert_eq!(
+            (lut[0], lut[16], lut[17], lut[235], lut[255]),
+            (0, 0, 1, 255, 255)
+        );
+        // 255 * 100 / 219 = 116.43..., truncated.
+        assert_eq!(lut[116], 116);
+        assert_eq!(range_lut(true)[77], 77);
+    }
+
+    #[test]
+    fn si_of_a_flat_frame_is_zero_and_of_an_edge_is_positive() {
+        let flat = vec![100i16; 16 * 16];
+        assert_eq!(spatial_information(&flat, 16, 16), 0.0);
+        let edge: Vec<i16> = (0..16 * 16)
+            .map(|i| if i % 16 < 8 { 0 } else { 255 })
+            .collect();
+        assert!(spatial_information(&edge, 16, 16) > 100.0);
+        assert!(spatial_information(&flat, 2, 2).is_nan());
+    }
+
+    #[test]
+    fn ti_is_the_std_of_the_difference() {
+        let a = vec![10i16, 10, 10, 10];
+        let b = vec![12i16, 8, 12, 8];
+        assert!((temporal_information(&a, &b) - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn motion_group_measures_a_pan_and_a_still_scene() {
+        let (w, h) = (320usize, 180usize);
+        let frame = |shift: f32| -> Vec<u8> {
+            (0..w * h)
+                .map(|i| texture((i % w) as f32 - shift, (i / w) as f32).round() as u8)
+                .collect()
+        };
+        let config = Config {
+            groups: Groups::from_names(&["motion"]).unwrap(),
+            ..Config::default()
+        };
+        let mut pan = FrameMetrics::new(config).unwrap();
+        let mut still = FrameMetrics::new(config).unwrap();
+        for t in 0..4 {
+            let moved = frame(3.0 * t as f32);
+            pan.push(Plane::packed(&moved, w, h).unwrap(), None)
+                .unwrap();
+            let fixed = frame(0.0);
+            still
+                .push(Plane::packed(&fixed, w, h).unwrap(), None)
+                .unwrap();
+        }
+        let r = pan.records();
+        assert!(r[0].motion_mean.is_none() && r[0].ti.is_none() && r[0].si.is_some());
+        let m = r[2].motion_mean.unwrap();
+        assert!((m - 3.0).abs() < 0.3, "pan of 3 px/frame measured {m}");
+        assert!(r[2].warp_error.unwrap() < 3.0);
+        assert_eq!(pan.summary().dynamic_degree, Some(1.0));
+        assert_eq!(still.summary().dynamic_degree, Some(0.0));
+        assert!(still.records()[1].motion_p95.unwrap() < 0.05);
+        assert_eq!(still.records()[1].ti, Some(0.0));
+    }
 }
