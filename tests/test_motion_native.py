@@ -1,0 +1,116 @@
+"""The native motion group: SI/TI against FFmpeg's ``siti`` filter, optical
+flow against known translations and OpenCV's DIS, dynamic degree on a pan.
+
+FFmpeg (imageio-ffmpeg's binary) and OpenCV (``opencv-python-headless``) are
+the oracles; videos are PyAV-encoded, test images are generated here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import av
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from scipy import ndimage
+from videos import encode_video, moving_pattern
+
+from reelbench._native import FrameMetrics, optical_flow
+
+SITI_TOL = 0.01  # FFmpeg prints the values with 6 decimals
+
+
+def _ffmpeg_siti(video: Path, tmp: Path) -> tuple[list[float], list[float]]:
+    out = tmp / "siti.txt"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+         "-i", str(video), "-vf", f"siti,metadata=mode=print:file={out}", "-f", "null", "-"],
+        check=True,
+    )  # fmt: skip
+    text = out.read_text()
+    si = [float(v) for v in re.findall(r"lavfi\.siti\.si=(\S+)", text)]
+    ti = [float(v) for v in re.findall(r"lavfi\.siti\.ti=(\S+)", text)]
+    return si, ti
+
+
+def _motion_records(video: Path) -> tuple[list[dict[str, float | int | None]], dict[str, object]]:
+    acc = FrameMetrics(groups=["motion"])
+    with av.open(str(video)) as container:
+        for frame in container.decode(video=0):
+            acc.push_frame(frame)
+    return acc.frames(), acc.summary()
+
+
+@pytest.mark.parametrize(("width", "height"), [(176, 144), (174, 142)])
+def test_si_ti_equal_ffmpeg_siti_filter(tmp_path: Path, width: int, height: int) -> None:
+    video = tmp_path / "pan.mp4"
+    encode_video(video, moving_pattern(width, height, 10, seed=5, step=3), crf=20)
+    theirs_si, theirs_ti = _ffmpeg_siti(video, tmp_path)
+    frames, _ = _motion_records(video)
+    assert len(frames) == len(theirs_si) == len(theirs_ti) == 10
+    for i, (rec, si, ti) in enumerate(zip(frames, theirs_si, theirs_ti, strict=True)):
+        assert rec["si"] is not None and abs(float(rec["si"]) - si) <= SITI_TOL, (i, rec["si"], si)
+        if i == 0:
+            assert rec["ti"] is None  # FFmpeg prints 0 for the first frame: no previous one
+        else:
+            assert rec["ti"] is not None and abs(float(rec["ti"]) - ti) <= SITI_TOL, (i, rec, ti)
+    assert max(theirs_ti) > 1.0  # the pan moves: TI is not trivially zero
+
+
+def _texture(height: int, width: int, seed: int) -> NDArray[np.float64]:
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (height, width))
+    return ndimage.gaussian_filter(noise, 2.0) * 3.0 - 255.0
+
+
+def _shifted_pair(
+    dx: float, dy: float, seed: int = 7
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """Frame 0 and frame 1 = frame 0 moved by (dx, dy): the true flow is (dx, dy) everywhere."""
+    base = _texture(240, 320, seed)
+    moved = ndimage.shift(base, (dy, dx), order=3, mode="reflect")
+    to_u8 = lambda a: np.clip(np.rint(a + 128.0), 0, 255).astype(np.uint8)  # noqa: E731
+    return to_u8(base), to_u8(moved)
+
+
+def _epe(flow: NDArray[np.float32], dx: float, dy: float, border: int = 24) -> float:
+    inner = flow[border:-border, border:-border]
+    return float(np.mean(np.hypot(inner[..., 0] - dx, inner[..., 1] - dy)))
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(0.5, 0.0), (3.5, -2.0), (-6.25, 4.75)])
+def test_flow_recovers_translation_no_worse_than_opencv_dis(dx: float, dy: float) -> None:
+    a, b = _shifted_pair(dx, dy)
+    ours = optical_flow(a, b)
+    assert ours.shape == (240, 320, 2) and ours.dtype == np.float32
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    theirs = dis.calc(a, b, None)
+    ours_epe, theirs_epe = _epe(ours, dx, dy), _epe(theirs, dx, dy)
+    assert ours_epe < 0.25, f"endpoint error {ours_epe:.3f} px for a ({dx}, {dy}) px shift"
+    assert ours_epe <= theirs_epe * 1.1 + 0.02, (ours_epe, theirs_epe)
+
+
+def test_identical_frames_have_zero_flow() -> None:
+    a, _ = _shifted_pair(0.0, 0.0)
+    assert float(np.abs(optical_flow(a, a)).max()) < 1e-3
+
+
+def test_pan_is_dynamic_and_still_scene_is_not(tmp_path: Path) -> None:
+    pan, still = tmp_path / "pan.mp4", tmp_path / "still.mp4"
+    encode_video(pan, moving_pattern(320, 240, 12, seed=2, step=4), crf=12)
+    first = next(moving_pattern(320, 240, 1, seed=2))
+    encode_video(still, (first for _ in range(12)), crf=12)
+    pan_frames, pan_summary = _motion_records(pan)
+    still_frames, still_summary = _motion_records(still)
+    assert pan_summary["dynamic_degree"] == 1.0
+    assert still_summary["dynamic_degree"] == 0.0
+    moving = [float(r["motion_mean"]) for r in pan_frames[1:] if r["motion_mean"] is not None]
+    assert len(moving) == 11
+    assert all(abs(m - 4.0) < 0.75 for m in moving), moving
+    resting = [float(r["motion_mean"]) for r in still_frames[1:] if r["motion_mean"] is not None]
+    assert resting and max(resting) < 0.2, resting
