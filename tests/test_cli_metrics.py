@@ -194,3 +194,27 @@ def test_chroma_without_a_reference_is_a_clear_error(videos: dict[str, Path]) ->
     assert code == 2 and "--metrics chroma compares with a reference" in err
     code, _, err = run(str(videos["video"]), "--metrics", "colour")
     assert code == 2 and "choose from frame, temporal, reference, chroma" in err
+
+
+def test_motion_group_gives_flow_siti_and_dynamic_degree(tmp_path: Path) -> None:
+    from reelbench._native import FrameMetrics
+
+    pan = tmp_path / "pan.mp4"
+    encode_video(pan, moving_pattern(160, 120, 8, seed=4, step=3), crf=12)
+    code, out, _ = run(str(pan), "--metrics", "motion", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    frames = doc["frames"]
+    assert {"si", "ti", "motion_mean", "motion_p95", "warp_error"} <= set(frames[1])
+    assert "luma_mean" not in frames[1]  # only the groups asked for
+    assert frames[0]["ti"] is None and frames[1]["ti"] > 0
+    assert doc["summary"]["dynamic_degree"] == 1.0
+    assert all(abs(f["motion_mean"] - 3.0) < 0.75 for f in frames[1:])
+    # The command's numbers are FrameMetrics' on the same decoded frames.
+    acc = FrameMetrics(groups=["motion"])
+    with av.open(str(pan)) as container:
+        for frame in container.decode(video=0):
+            acc.push_frame(frame)
+    assert [f["si"] for f in frames] == pytest.approx([r["si"] for r in acc.frames()])
+    code, out, _ = run(str(pan), "-m", "motion")
+    assert code == 0 and "dynamic_degree" in out and "motion_mean" in out

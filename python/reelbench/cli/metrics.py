@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["metrics_command"]
 
-_GROUPS = ("frame", "temporal", "reference", "chroma")
+_GROUPS = ("frame", "temporal", "reference", "chroma", "motion")
 _DEFAULT = ("frame", "temporal", "reference")
 _SCALARS = (
     "temporal_flicker",
@@ -28,6 +28,7 @@ _SCALARS = (
     "psnr_prev_pooled",
     "psnr_ref_pooled",
     "psnr_avg_pooled",
+    "dynamic_degree",
 )
 
 
@@ -129,8 +130,9 @@ def _print_summaries(results: list[MeasuredVideo], file: IO[str] | None = None) 
     help="Metric groups, comma-separated or repeated: frame (luma mean/std, sharpness, "
     "black), temporal (against the previous frame), reference (Y against --reference), "
     "chroma (SSIM/PSNR of U, V and all planes against --reference, as FFmpeg's ssim and "
-    "psnr filters print them; implies reference), default (frame,temporal,reference), "
-    "all.  [default: default]",
+    "psnr filters print them; implies reference), motion (optical flow motion_mean/p95, "
+    "warp_error, si/ti as FFmpeg's siti filter, dynamic_degree; slower), default "
+    "(frame,temporal,reference), all.  [default: default]",
 )  # fmt: skip
 @click.option(
     "--format", "-f", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
@@ -163,8 +165,10 @@ def metrics_command(
     Per frame: luma mean/std, sharpness, black share, and against the previous
     frame mad/ssim/psnr; with --reference also ssim/psnr/mse against it, and
     with --metrics chroma the U, V and combined SSIM/PSNR as FFmpeg's filters
-    print them. The summary gives mean, min, max and percentiles per metric,
-    temporal flicker, frozen and black ratios, scene cuts and pooled PSNR.
+    print them; with --metrics motion the optical-flow motion, warp error,
+    SI/TI and dynamic degree (docs/metrics.md). The summary gives mean, min,
+    max and percentiles per metric, temporal flicker, frozen and black ratios,
+    scene cuts and pooled PSNR.
 
     Several VIDEOs are measured in one call against one --reference, which is
     decoded once; every file decodes on its own thread. With --json (or
