@@ -155,12 +155,18 @@ def _configure_sqlite(engine: Engine) -> None:
             _release(info)
             raise
 
+    def _on_end(conn: Connection) -> None:
+        _release(conn.connection.info)
+
+    def _on_pool_event(dbapi_connection: Any, record: Any, *rest: Any) -> None:
+        if record is not None:
+            _release(record.info)
+
     for name in ("commit", "rollback"):
-        event.listen(engine, name, lambda conn: _release(conn.connection.info))
+        event.listen(engine, name, _on_end)
     # Safety nets: a connection returned, reset or dropped never keeps the lock.
     for name in ("checkin", "reset", "invalidate", "close"):
-        event.listen(engine.pool, name, lambda *args: _release(args[1].info) if len(args) > 1
-                     and args[1] is not None else None)  # fmt: skip
+        event.listen(engine.pool, name, _on_pool_event)
 
 
 #: A pooled PostgreSQL connection idle for longer than this is checked before use.
