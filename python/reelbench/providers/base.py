@@ -15,6 +15,19 @@ how long to wait) and :class:`reelbench.errors.TerminalError` for anything
 that will not (bad parameters, refused content). Providers know nothing of
 the database; secrets come from the environment and must never appear in an
 error message, a job id or a returned value.
+
+Optional class attributes, read with ``getattr`` and a default, describe a
+provider to ``reelbench providers``, the submit-time key check, the seed
+check of reports and the crash-safe submit:
+
+* ``key_env: tuple[str, ...]`` environment variables holding the API key
+  (any one of them set is enough; default: none needed);
+* ``honours_seed: bool`` the same seed gives the same video (default True);
+* ``accepts_idempotency_key: bool`` ``submit`` sends
+  ``request.idempotency_key`` so a repeated submit starts no second job
+  (default False);
+* ``param_docs: Mapping[str, tuple[Any, str]]`` param name -> (default,
+  one-line description).
 """
 
 from __future__ import annotations

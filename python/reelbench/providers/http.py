@@ -93,15 +93,22 @@ class HttpApi:
         self,
         provider: str,
         *,
-        key_env: str,
+        key_env: str | tuple[str, ...],
         auth_scheme: str,
         default_base_url: str,
         base_url_env: str,
         timeout: float = 60.0,
+        auth_header: str = "Authorization",
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.provider = provider
-        self.key_env = key_env
+        #: Environment variables holding the key, tried in order (the first set wins).
+        self.key_envs = (key_env,) if isinstance(key_env, str) else tuple(key_env)
+        self.key_env = self.key_envs[0]
+        #: ``"Bearer"`` -> ``Authorization: Bearer KEY``; ``""`` -> the bare key in ``auth_header``.
         self.auth_scheme = auth_scheme
+        self.auth_header = auth_header
+        self.extra_headers = dict(extra_headers or {})
         self.default_base_url = default_base_url
         self.base_url_env = base_url_env
         self.timeout = timeout
@@ -114,17 +121,27 @@ class HttpApi:
         return str(url).rstrip("/")
 
     def _key(self) -> str:
-        key = os.environ.get(self.key_env, "").strip()
-        if not key:
-            raise TerminalError(
-                f"{self.provider}: the environment variable {self.key_env} is not set; "
-                f"export your API key as {self.key_env} before starting workers"
-            )
-        return key
+        for env in self.key_envs:
+            key = os.environ.get(env, "").strip()
+            if key:
+                return key
+        names = " or ".join(self.key_envs)
+        raise TerminalError(
+            f"{self.provider}: the environment variable {names} is not set; "
+            f"export your API key as {self.key_env} before starting workers"
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        """The authentication header (and the API's fixed headers) of a request."""
+        value = f"{self.auth_scheme} {self._key()}" if self.auth_scheme else self._key()
+        return {**self.extra_headers, self.auth_header: value}
 
     def _redact(self, text: str) -> str:
-        key = os.environ.get(self.key_env, "").strip()
-        return text.replace(key, "[redacted]") if key else text
+        for env in self.key_envs:
+            key = os.environ.get(env, "").strip()
+            if key:
+                text = text.replace(key, "[redacted]")
+        return text
 
     def _client(self) -> httpx.Client:
         # One pooled client per adapter (httpx clients are thread-safe); building
@@ -141,11 +158,23 @@ class HttpApi:
         *,
         json_body: Any = None,
         what: str,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send an authenticated request; return the JSON body or raise a RunError."""
-        headers = {"Authorization": f"{self.auth_scheme} {self._key()}"}
+        """Send an authenticated request; return the JSON body or raise a RunError.
+
+        ``headers`` are added to the auth header (an idempotency key, say);
+        ``data``/``files`` send a multipart form instead of ``json_body``.
+        """
+        all_headers = {**self.auth_headers(), **(headers or {})}
         try:
-            response = self._client().request(method, url, json=json_body, headers=headers)
+            if files is not None or data is not None:
+                response = self._client().request(
+                    method, url, data=data, files=files, headers=all_headers
+                )
+            else:
+                response = self._client().request(method, url, json=json_body, headers=all_headers)
         except httpx.TimeoutException as exc:
             raise RetryableError(f"{self.provider}: {what} timed out ({url})") from exc
         except httpx.TransportError as exc:
@@ -178,7 +207,7 @@ class HttpApi:
                 message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
             )
         if status in (401, 403):
-            message += f" (check {self.key_env})"
+            message += f" (check {' or '.join(self.key_envs)})"
         raise TerminalError(message)
 
     def download(
@@ -195,9 +224,9 @@ class HttpApi:
         The API key is sent only to the API's own host: output files usually
         live on a CDN that must not see it.
         """
-        headers = {}
+        headers: dict[str, str] = {}
         if urlsplit(url).netloc == urlsplit(base_url).netloc:
-            headers["Authorization"] = f"{self.auth_scheme} {self._key()}"
+            headers = self.auth_headers()
         hasher = Sha256()
         size = 0
         try:
