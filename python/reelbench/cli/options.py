@@ -129,10 +129,10 @@ def open_db(db_url: str, *, create: bool = False) -> Database:
 
 def check_artifact_root(artifacts_dir: str) -> None:
     """Stop with one line (exit 2) when the artifact root cannot be written."""
-    from reelbench.storage import ArtifactStore
+    from reelbench.storage import open_store
 
     try:
-        ArtifactStore(artifacts_dir).check_writable()
+        open_store(artifacts_dir).check_writable()
     except OSError as exc:
         raise BadInput(exc.strerror or str(exc)) from exc
 

@@ -19,7 +19,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, select_autoescape
@@ -36,6 +36,7 @@ from reelbench.db.models import Artifact, Experiment, Item, Run
 from reelbench.judging.ratings import compute_ratings
 from reelbench.judging.selection import select_pair
 from reelbench.judging.storage import VoteRefused, judgeable_runs, load_votes, record_vote
+from reelbench.object_store import S3ArtifactStore, first_line, is_object_uri
 from reelbench.storage import path_from_uri
 
 __all__ = ["create_app"]
@@ -131,12 +132,8 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _range_response(path: Path, request: Request) -> Response:
-    """The file, whole or the one byte range asked for (206), 416 for a range past its end."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return Response("not found", status_code=404)
+def _byte_range(size: int, request: Request) -> tuple[int, int, int, dict[str, str]] | Response:
+    """``(start, end, status, headers)`` of the range asked for, or the 416 response."""
     headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
     start, end, status = 0, size - 1, 200
     asked = request.headers.get("range")
@@ -154,6 +151,19 @@ def _range_response(path: Path, request: Request) -> Response:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
+    return start, end, status, headers
+
+
+def _range_response(path: Path, request: Request) -> Response:
+    """The file, whole or the one byte range asked for (206), 416 for a range past its end."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return Response("not found", status_code=404)
+    asked = _byte_range(size, request)
+    if isinstance(asked, Response):
+        return asked
+    start, end, status, headers = asked
 
     async def body() -> AsyncIterator[bytes]:
         with path.open("rb") as fh:
@@ -165,6 +175,35 @@ def _range_response(path: Path, request: Request) -> Response:
                     break
                 left -= len(chunk)
                 yield chunk
+
+    return StreamingResponse(body(), status_code=status, headers=headers)
+
+
+async def _object_response(uri: str, request: Request) -> Response:
+    """An ``s3://`` video streamed from the object store, with the same range handling."""
+    import obstore
+
+    from reelbench.object_store import parse_s3_uri
+    from reelbench.storage import open_store
+
+    location = parse_s3_uri(uri)
+    store = cast(S3ArtifactStore, open_store(f"s3://{location.bucket}"))
+    try:
+        meta = await obstore.head_async(store.client, location.key)
+    except FileNotFoundError:
+        return Response("not found", status_code=404)
+    except Exception as exc:  # the store is unreachable: say so, not "not found"
+        return Response(f"the object store cannot be read: {first_line(exc)}", status_code=503)
+    asked = _byte_range(int(meta["size"]), request)
+    if isinstance(asked, Response):
+        return asked
+    start, end, status, headers = asked
+    options: Any = {"range": (start, end + 1)}
+    result = await obstore.get_async(store.client, location.key, options=options)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in result.stream(min_chunk_size=CHUNK):
+            yield bytes(chunk)
 
     return StreamingResponse(body(), status_code=status, headers=headers)
 
@@ -287,19 +326,28 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
                                             runs[right.id].variant_key)  # fmt: skip
         return RedirectResponse(f"/judge/{experiment_id}", status_code=303)
 
-    def artifact_file(session: Session, artifact_id: int) -> Path | None:
+    def artifact_file(session: Session, artifact_id: int) -> Path | str | None:
         art = session.get(Artifact, artifact_id)
         if art is None or art.kind != "canon":
             return None
+        if is_object_uri(art.uri):
+            return art.uri
         try:
             return path_from_uri(art.uri)
         except ValueError:
             return None
 
+    async def send(path: Path | str | None, request: Request) -> Response:
+        if path is None:
+            return Response("not found", status_code=404)
+        if isinstance(path, str):
+            return await _object_response(path, request)
+        return _range_response(path, request)
+
     async def video(request: Request) -> Response:
         with sessions() as session:
             path = artifact_file(session, int(request.path_params["artifact_id"]))
-        return _range_response(path, request) if path else Response("not found", status_code=404)
+        return await send(path, request)
 
     async def pair_video(request: Request) -> Response:
         parts = pair_of(request.path_params["token"])
@@ -312,7 +360,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
                 select(Artifact.id).where(Artifact.run_id == run_id, Artifact.kind == "canon")
             ).first()
             path = artifact_file(session, art_id) if art_id is not None else None
-        return _range_response(path, request) if path else Response("not found", status_code=404)
+        return await send(path, request)
 
     async def script(request: Request) -> Response:
         return Response(JS, media_type="text/javascript")
