@@ -27,6 +27,7 @@ the run goes back to the queue.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Bytes per multipart part and per read: large enough for throughput, small
 #: enough that memory stays a few parts whatever the file's size.
@@ -216,6 +218,7 @@ def with_retries(what: str, operation: Callable[[], T], *, attempts: int = ATTEM
                 raise RetryableError(
                     f"object store: {what} failed after {attempts} tries: {first_line(exc)}"
                 ) from exc
+            log.warning("object store: %s failed (%s); trying again", what, first_line(exc))
             time.sleep(delay)
             delay = min(delay * 2, 4.0)
     raise AssertionError("unreachable")
