@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -248,20 +250,47 @@ def hashed_chunks(
 
 
 def download(store: Any, key: str, target: Path) -> tuple[str, int]:
-    """Stream ``key`` into ``target`` (atomically, via a temporary name); ``(sha256, bytes)``."""
+    """Stream ``key`` into ``target`` (atomically, via a temporary name); ``(sha256, bytes)``.
+
+    A second thread hashes and writes each chunk while the next one arrives
+    (both release the GIL); at most two chunks wait in between, so memory
+    stays a few chunks whatever the object's size.
+    """
     import obstore
 
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     digest = Sha256()
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=2)
+    failed: list[BaseException] = []
+
+    def sink() -> None:
+        try:
+            with temp.open("wb") as handle:
+                while (chunk := chunks.get()) is not None:
+                    digest.update(chunk)
+                    handle.write(chunk)
+        except BaseException as exc:
+            failed.append(exc)
+            while chunks.get() is not None:  # let the reader finish and stop
+                pass
+
+    writer = threading.Thread(target=sink, name="s3-download-writer")
+    writer.start()
     size = 0
     try:
-        result = obstore.get(store, key)
-        with temp.open("wb") as handle:
+        try:
+            result = obstore.get(store, key)
             for chunk in result.stream(min_chunk_size=CHUNK):
-                digest.update(chunk)
-                handle.write(chunk)
+                if failed:
+                    break
+                chunks.put(chunk)
                 size += len(chunk)
+        finally:
+            chunks.put(None)
+            writer.join()
+        if failed:
+            raise failed[0]
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
