@@ -172,3 +172,49 @@ def test_an_unreachable_store_raises_a_retryable_error(
         store.write_bytes(store.path_for(1, "frames"), b"{}")
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in str(caught.value)
     assert list((tmp_path / "down").rglob("*.tmp")) == []
+
+
+def test_serve_streams_s3_videos_with_ranges(s3_root: str, sqlite_url: str, tmp_path: Path) -> None:
+    import httpx
+    from report_data import fill_database
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+    from test_serve import _serve
+
+    from reelbench.db.engine import make_engine
+    from reelbench.db.models import Artifact
+    from reelbench.judging.storage import judgeable_runs
+    from reelbench.storage import path_from_uri
+
+    fx = fill_database(sqlite_url, tmp_path)
+    store = open_store(s3_root)
+    engine = make_engine(sqlite_url)
+    try:
+        with Session(engine) as session:
+            run = judgeable_runs(session, fx.experiment_id)[0]
+            art = session.get(Artifact, run.artifact_id)
+            assert art is not None
+            local = path_from_uri(art.uri)
+            data = local.read_bytes()
+            final = store.path_for(run.run_id, "canon")
+            temp = store.temp_path(final)
+            temp.write_bytes(data)
+            stored = store.commit(temp, final)
+            session.execute(update(Artifact).where(Artifact.id == art.id).values(uri=stored.uri))
+            session.commit()
+        local.unlink()  # served from the bucket, not from a file on this machine
+        final.unlink()
+    finally:
+        engine.dispose()
+    for base in _serve(sqlite_url):
+        with httpx.Client(base_url=base, timeout=20) as client:
+            whole = client.get(f"/video/{run.artifact_id}")
+            assert whole.status_code == 200 and whole.content == data
+            assert whole.headers["accept-ranges"] == "bytes"
+            part = client.get(f"/video/{run.artifact_id}", headers={"range": "bytes=10-19"})
+            assert part.status_code == 206 and part.content == data[10:20]
+            assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+            tail = client.get(f"/video/{run.artifact_id}", headers={"range": "bytes=-5"})
+            assert tail.status_code == 206 and tail.content == data[-5:]
+            past = client.get(f"/video/{run.artifact_id}", headers={"range": f"bytes={len(data)}-"})
+            assert past.status_code == 416
