@@ -132,9 +132,10 @@ def test_scratch_keeps_under_its_cap_by_dropping_least_recently_used_files(
         uris.append(store.write_bytes(path, bytes([run_id]) * 1000))
         # Pretend each file was last used long ago, oldest first.
         os.utime(path, (1_000_000 + run_id, 1_000_000 + run_id))
-    store.scratch.trim()
+    # The next file in (used now) makes scratch trim itself, oldest first.
+    store.write_bytes(store.path_for(4, "raw"), b"\x04" * 1000)
     kept = sorted(p.parent.parent.name for p in (tmp_path / "small").rglob("raw.mp4"))
-    assert kept == ["2", "3"]
+    assert kept == ["3", "4"]
     # An evicted file is fetched again on demand.
     local = store.local_path(uris[0].uri, uris[0].sha256)
     assert local.read_bytes() == b"\x01" * 1000

@@ -306,6 +306,8 @@ class Scratch:
         self.max_bytes = max_bytes
         # path -> (size, mtime_ns, sha256): files this process already hashed.
         self._hashed: dict[str, tuple[int, int, str]] = {}
+        self._added = max_bytes  # unknown content at start: the first check looks
+        self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls, root: Path | None = None) -> Scratch:
@@ -345,6 +347,19 @@ class Scratch:
             os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
         except OSError:
             pass
+
+    def added(self, size: int) -> None:
+        """Note ``size`` new bytes in scratch; trim when a twentieth of the cap came in.
+
+        Walking the folder after every file would cost more as scratch grows.
+        """
+        with self._lock:
+            self._added += size
+            due = self._added * 20 >= self.max_bytes
+            if due:
+                self._added = 0
+        if due:
+            self.trim()
 
     def trim(self) -> list[Path]:
         """Remove least recently used files until scratch fits its cap; the files removed."""
@@ -483,7 +498,7 @@ class S3ArtifactStore(ArtifactStore):
             temp.unlink(missing_ok=True)
             raise
         self.scratch.remember(final, digest)
-        self.scratch.trim()
+        self.scratch.added(size)
         return StoredFile(uri=f"s3://{self.bucket}/{key}", sha256=digest, bytes=size)
 
     def local_path(self, uri: str, sha256: str | None = None) -> Path:
@@ -506,11 +521,11 @@ class S3ArtifactStore(ArtifactStore):
             return download(self.client, location.key, local)
 
         try:
-            got, _size = with_retries(f"downloading {uri}", fetch)
+            got, size = with_retries(f"downloading {uri}", fetch)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"artifact {uri} is not in the object store") from exc
         self.scratch.remember(local, got)
-        self.scratch.trim()
+        self.scratch.added(size)
         if sha256 is not None and got != sha256:
             local.unlink(missing_ok=True)
             raise FileNotFoundError(f"artifact {uri} does not match its recorded SHA-256")
