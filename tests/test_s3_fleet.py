@@ -8,6 +8,7 @@ except through the object store. Objects are read back with boto3.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 from processor_support import SMALL_CANONICAL
-from s3_server import S3Server
+from s3_server import S3Server, start_s3_server
 from sqlalchemy import func, select
 
 from reelbench.db.engine import Database, open_database
@@ -42,20 +43,36 @@ def _kill_leftover_workers() -> Iterator[None]:
             proc.wait(30)
 
 
+@contextlib.contextmanager
+def _client(server: S3Server) -> Iterator[Any]:
+    client = boto3.client("s3", endpoint_url=server.endpoint,
+                          aws_access_key_id=server.access_key,
+                          aws_secret_access_key=server.secret_key,
+                          region_name="us-east-1")  # fmt: skip
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def s3(s3_server: S3Server) -> Iterator[Any]:
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint,
-                          aws_access_key_id=s3_server.access_key,
-                          aws_secret_access_key=s3_server.secret_key,
-                          region_name="us-east-1")  # fmt: skip
-    yield client
-    client.close()
+    with _client(s3_server) as client:
+        yield client
 
 
 @pytest.fixture
-def db(sqlite_url: str) -> Iterator[Database]:
+def fleet_db(database_url: str) -> Iterator[tuple[str, Database]]:
+    """Both backends: the hosts of a fleet share PostgreSQL (or one SQLite file)."""
+    database = open_database(database_url)
+    yield database_url, database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Iterator[tuple[str, Database]]:
     database = open_database(sqlite_url)
-    yield database
+    yield sqlite_url, database
     database.dispose()
 
 
@@ -124,12 +141,13 @@ def run_statuses(db: Database, experiment: str) -> list[str]:
 
 
 def test_two_hosts_share_results_through_the_bucket_only(
-    s3_root: str, sqlite_url: str, db: Database, s3: Any, tmp_path: Path
+    s3_root: str, fleet_db: tuple[str, Database], s3: Any, tmp_path: Path
 ) -> None:
+    url, db = fleet_db
     # Host A makes the calls; host B's runs of the same requests are cache hits on
     # A's raw files, fetched by URI into B's own scratch and hash-checked.
     submit_spec(db.sessions, spec("first", 4))
-    a = start_worker(sqlite_url, s3_root, tmp_path / "scratch-a", tmp_path / "a.log",
+    a = start_worker(url, s3_root, tmp_path / "scratch-a", tmp_path / "a.log",
                      "--experiment", "first")  # fmt: skip
     assert a.wait(timeout=240) == 0, (tmp_path / "a.log").read_text()
     assert run_statuses(db, "first") == ["succeeded"] * 4
@@ -138,7 +156,7 @@ def test_two_hosts_share_results_through_the_bucket_only(
     assert calls == 4
 
     submit_spec(db.sessions, spec("second", 4))
-    b = start_worker(sqlite_url, s3_root, tmp_path / "scratch-b", tmp_path / "b.log",
+    b = start_worker(url, s3_root, tmp_path / "scratch-b", tmp_path / "b.log",
                      "--experiment", "second")  # fmt: skip
     assert b.wait(timeout=240) == 0, (tmp_path / "b.log").read_text()
     assert run_statuses(db, "second") == ["succeeded"] * 4
@@ -158,7 +176,7 @@ def test_two_hosts_share_results_through_the_bucket_only(
     submit_spec(db.sessions, spec("third", 8, seed=12, latency=0.2))
     procs = [
         start_worker(
-            sqlite_url,
+            url,
             s3_root,
             tmp_path / f"scratch-{h}",
             tmp_path / f"{h}.log",
@@ -177,7 +195,7 @@ def test_two_hosts_share_results_through_the_bucket_only(
     # The HTML report downloads the canonical videos it shows: the page is offline.
     out = tmp_path / "report"
     report = subprocess.run(
-        [sys.executable, "-m", "reelbench", "report", "third", "--db", sqlite_url,
+        [sys.executable, "-m", "reelbench", "report", "third", "--db", url,
          "--artifacts", s3_root, "--format", "html", "--output", str(out)],
         capture_output=True, text=True, env={**os.environ, "REELBENCH_SCRATCH":
                                              str(tmp_path / "scratch-report")}, timeout=120,
@@ -193,11 +211,29 @@ def test_two_hosts_share_results_through_the_bucket_only(
 
 
 def test_s3_outage_mid_run_loses_nothing_and_records_nothing_half_written(
-    s3_root: str, s3_server: S3Server, sqlite_url: str, db: Database, s3: Any, tmp_path: Path
+    s3_server: S3Server,
+    sqlite_db: tuple[str, Database],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A server of its own: the session's server stays as it is for other tests.
+    own = start_s3_server(tmp_path / "s3")
+    try:
+        for name, value in own.env().items():
+            monkeypatch.setenv(name, value)
+        with _client(own) as s3:
+            _outage(own, f"s3://{own.bucket}/outage", sqlite_db, s3, tmp_path)
+    finally:
+        own.stop()
+
+
+def _outage(
+    s3_server: S3Server, s3_root: str, sqlite_db: tuple[str, Database], s3: Any, tmp_path: Path
+) -> None:
+    url, db = sqlite_db
     submit_spec(db.sessions, spec("outage", 8, seed=13, latency=0.5,
                                   retry={"max_attempts": 6, "backoff_seconds": 1}))  # fmt: skip
-    procs = [start_worker(sqlite_url, s3_root, tmp_path / f"scratch-{h}", tmp_path / f"{h}.log",
+    procs = [start_worker(url, s3_root, tmp_path / f"scratch-{h}", tmp_path / f"{h}.log",
                           "--concurrency", "2") for h in ("a", "b")]  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
