@@ -98,11 +98,11 @@ def spec(
 def start_worker(
     url: str, root: str, scratch: Path, log: Path, *args: str
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REELBENCH_SCRATCH": str(scratch)}
+    env = {k: v for k, v in os.environ.items() if k != "REELBENCH_SCRATCH"}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "reelbench", "worker", "--db", url, "--artifacts", root,
-             "--drain", *args],
+             "--scratch", str(scratch), "--drain", *args],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     _started.append(proc)
