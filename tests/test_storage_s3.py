@@ -219,3 +219,13 @@ def test_serve_streams_s3_videos_with_ranges(s3_root: str, sqlite_url: str, tmp_
             assert tail.status_code == 206 and tail.content == data[-5:]
             past = client.get(f"/video/{run.artifact_id}", headers={"range": f"bytes={len(data)}-"})
             assert past.status_code == 416
+
+
+def test_forgotten_cache_files_are_deleted_from_the_bucket(s3_root: str, s3: Any) -> None:
+    from reelbench.db.calls import remove_files
+
+    store = open_store(s3_root)
+    stored = store.write_bytes(store.path_for(9, "raw"), b"garbage")
+    assert remove_files([stored.uri]) == [stored.uri]
+    assert not exists(s3, stored.uri)
+    assert remove_files([stored.uri]) == []

@@ -131,7 +131,7 @@ class S3Settings:
         return self.endpoint or f"AWS S3 ({self.region})"
 
     def check(self, bucket: str) -> None:
-        """Raise ``OSError`` when no credentials are configured."""
+        """Raise ``PermissionError`` when no credentials are configured (not worth a retry)."""
         if (self._key_id and self._secret) or self.ambient:
             return
         missing = [
@@ -142,7 +142,7 @@ class S3Settings:
             )
             if not value
         ]
-        raise OSError(
+        raise PermissionError(
             f"no credentials for the artifact bucket {bucket!r} at {self.where}: "
             f"set {' and '.join(missing)} (and AWS_ENDPOINT_URL for a server other than AWS)"
         )
