@@ -251,3 +251,33 @@ def _outage(
     assert "object store" in logs, "the outage hit the workers"
     assert run_statuses(db, "outage") == ["succeeded"] * 8
     assert assert_every_recorded_file_matches_its_object(db, s3) == 8 * 3 + 8
+
+
+def test_reelbench_run_with_s3_artifacts_writes_an_offline_report(
+    s3_root: str, sqlite_url: str, s3: Any, tmp_path: Path
+) -> None:
+    spec_file = tmp_path / "exp.toml"
+    spec_file.write_text(
+        '[experiment]\nname = "one-command"\n'
+        "[canonical]\nwidth = 64\nheight = 48\nfps = 12\n"
+        '[[items]]\nid = "a"\nprompt = "a"\n[[items]]\nid = "b"\nprompt = "b"\n'
+        '[[variants]]\nkey = "v"\nprovider = "synthetic"\n'
+        "params = { seconds = 0.5, width = 64, height = 48, fps = 12 }\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "reelbench", "run", str(spec_file), "--db", sqlite_url,
+         "--artifacts", s3_root, "--scratch", str(tmp_path / "scratch"),
+         "--report", str(tmp_path / "report")],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    db = open_database(sqlite_url)
+    try:
+        with db.sessions() as session:
+            canon = set(session.scalars(select(Artifact.sha256).where(Artifact.kind == "canon")))
+        assert len(canon) == 2
+        assert assert_every_recorded_file_matches_its_object(db, s3) == 2 * 3 + 2
+    finally:
+        db.dispose()
+    videos = (tmp_path / "report" / "videos").glob("*.mp4")
+    assert canon <= {hashlib.sha256(p.read_bytes()).hexdigest() for p in videos}
