@@ -117,9 +117,12 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
             "variants_created": result.variants_created,
             "runs_created": result.runs_created,
             "runs_total": result.runs_total,
+            "notes": list(result.notes),
         }
         click.echo(json.dumps(doc))
         return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     verb = "created" if result.created_experiment else "extended"
     if not result.created_experiment and result.runs_created == 0:
         verb = "unchanged"

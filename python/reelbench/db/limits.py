@@ -27,7 +27,6 @@ caller that gets a :class:`Wait` defers the run (see :class:`Deferred`).
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from sqlalchemy.orm import Session
 from reelbench.db.claim import sql_later, sql_now
 from reelbench.db.engine import read_transaction
 from reelbench.db.models import ProviderLimit, ProviderSlot
+from reelbench.spec import parse_scope
 
 __all__ = [
     "CONCURRENCY",
@@ -66,18 +66,6 @@ MAX_PAUSE_SECONDS = 3600.0
 
 _limits = cast(Table, ProviderLimit.__table__)
 _slots = cast(Table, ProviderSlot.__table__)
-_SCOPE = re.compile(r"^[A-Za-z0-9_.-]+(:[^\s]+)?$")
-
-
-def parse_scope(scope: str) -> str:
-    """Check ``PROVIDER`` or ``PROVIDER:MODEL``; ``ValueError`` saying the form otherwise."""
-    scope = scope.strip()
-    if not _SCOPE.match(scope):
-        raise ValueError(
-            f"invalid limit scope {scope!r}: use PROVIDER or PROVIDER:MODEL "
-            "(for example 'openai' or 'openai:sora-2')"
-        )
-    return scope
 
 
 def scopes_for(provider: str, model: str | None) -> list[str]:
