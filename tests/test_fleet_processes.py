@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from reelbench.cli import main
 from reelbench.db.engine import Database, open_database
-from reelbench.db.models import ProviderCall, Run, RunAttempt, Spend
+from reelbench.db.models import ProviderCall, ProviderLimit, Run, RunAttempt, Spend
 from reelbench.providers.base import GenerationRequest
 from reelbench.providers.synthetic import render_video
 
@@ -68,6 +68,7 @@ def write_spec(
     provider: str = "replicate",
     extra: str = "",
     name: str = "fleet",
+    max_attempts: int = 1,
 ) -> Path:
     path.write_text(
         f"""
@@ -81,7 +82,7 @@ fps = 12
 max_seconds = 2.0
 
 [retry]
-max_attempts = 1
+max_attempts = {max_attempts}
 backoff_seconds = 0.2
 
 [metrics]
@@ -264,6 +265,12 @@ def test_budget_caps_spend_across_racing_workers_and_raising_it_continues(
         status = CliRunner().invoke(main, ["status", "--db", db.url])
         assert "20 queued run(s) budget reached" in status.output
         assert "$10.00 / $10.00" in status.output
+        report = CliRunner().invoke(main, ["report", "fleet", "--format", "json", "--db", db.url])
+        doc = json.loads(report.output)
+        assert doc["waiting"] == {"budget reached": 20}
+        assert doc["cost_total"] == pytest.approx(10.0) and doc["experiment"]["max_usd"] == 10
+        held = [r for r in doc["runs"] if r["status"] == "queued"]
+        assert all(r["wait_reason"].startswith("budget reached") for r in held)
 
         raised = CliRunner().invoke(main, ["budget", "fleet", "--max-usd", "20", "--db", db.url])
         assert raised.exit_code == 0, raised.output
@@ -339,3 +346,35 @@ def test_crash_between_submit_and_job_id_resubmits_with_the_same_idempotency_key
     assert statuses(db) == {"succeeded": 1}
     with db.sessions() as session:
         assert session.scalars(select(Spend.state)).all() == ["charged"]
+
+
+def test_a_429_with_retry_after_slows_the_whole_fleet(
+    db: Database, tmp_path: Path, video: Path
+) -> None:
+    with serve_billing(video, job_seconds=0.05) as api:
+        api.scripted.append((429, {"Retry-After": "3"}, {"detail": "slow down"}))
+        # The run that met the 429 used an attempt; the others only waited.
+        spec = write_spec(tmp_path / "spec.toml", api, runs=4, max_attempts=2)
+        submit(db, spec)
+        first = start_worker(db, tmp_path, "--drain", name="first")
+
+        def paused() -> bool:
+            with db.sessions() as session:
+                return session.scalar(select(ProviderLimit.paused_until)) is not None
+
+        wait_for(paused, what="the provider's pause to be recorded")
+        others = [
+            start_worker(db, tmp_path, "--concurrency", "4", "--drain", name=f"w{i}")
+            for i in range(2)
+        ]
+        finish([first, *others], tmp_path)
+    assert statuses(db) == {"succeeded": 4}
+    first_429 = api.creates[0][0]
+    later = [t - first_429 for t, _ in api.creates[1:]]
+    # Every create after the 429 waited for its Retry-After, whichever worker made it.
+    assert len(later) == 4 and min(later) >= 2.9, later
+    with db.sessions() as session:
+        waited = session.scalars(
+            select(RunAttempt.error_message).where(RunAttempt.outcome == "deferred")
+        ).all()
+    assert any("asked to slow down (HTTP 429)" in (m or "") for m in waited)
