@@ -23,7 +23,8 @@ source of truth:
   job may exist and be billed. A provider that takes idempotency keys is
   sent the same submit with the same key (it starts no second job);
   otherwise ``on_uncertain_submit`` decides: ``fail`` (default: the run
-  fails terminal, saying so) or ``resubmit``.
+  fails terminal, saying so) or ``resubmit``. A call whose price is zero
+  (a local program: ``synthetic``, ``command``) is simply made again.
 
 Before a submit, fleet-wide limits and the experiment's budget are checked
 (``db/admission.py``): "not now" raises :class:`reelbench.errors.Deferred`
@@ -71,6 +72,7 @@ from reelbench.db.retry import retry_db
 from reelbench.errors import Deferred, LeaseLost, RetryableError, RunError, TerminalError
 from reelbench.identity import spec_hash
 from reelbench.providers.base import GenerationRequest, Provider
+from reelbench.providers.pricing import estimate_usd
 from reelbench.storage import ArtifactStore
 
 __all__ = [
@@ -536,7 +538,10 @@ class ProviderCallCache:
         """Admit, record the intent, submit, record the job id (in ``how.job_id``)."""
         if how.uncertain and not getattr(provider, "accepts_idempotency_key", False):
             policy = how.paid.on_uncertain_submit if how.paid else "fail"
-            if policy != "resubmit":
+            prices = how.paid.prices if how.paid else ()
+            # A call that costs nothing (a local program) is simply made again.
+            free = estimate_usd(request.provider, request.model, request.params, prices) == 0
+            if policy != "resubmit" and not free:
                 error = TerminalError(
                     f"provider call {call_id} was cut off between its submit to "
                     f"{request.provider} and the record of the job id (a worker died): "
