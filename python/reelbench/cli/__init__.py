@@ -78,6 +78,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Serve the judging web app: blind pairwise votes on an experiment's videos.",
     ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
+    "limits": (
+        "reelbench.cli.fleet",
+        "limits_group",
+        "Fleet-wide provider limits: calls in flight and submits per minute.",
+    ),
+    "budget": (
+        "reelbench.cli.fleet",
+        "budget_command",
+        "Show or change the spend budget of EXPERIMENT: spent, committed, per variant.",
+    ),
     "cache": (
         "reelbench.cli.cache",
         "cache_group",

@@ -117,9 +117,12 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
             "variants_created": result.variants_created,
             "runs_created": result.runs_created,
             "runs_total": result.runs_total,
+            "notes": list(result.notes),
         }
         click.echo(json.dumps(doc))
         return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     verb = "created" if result.created_experiment else "extended"
     if not result.created_experiment and result.runs_created == 0:
         verb = "unchanged"
@@ -257,18 +260,29 @@ def status_command(experiment: str | None, db_url: str, as_json: bool) -> None:
         table.add_column(state, justify="right")
     table.add_column("runs/min", justify="right")
     table.add_column("ETA", justify="right")
+    table.add_column("spent", justify="right")
     for s in statuses:
         rate = f"{s.rate_per_second * 60:.1f}" if s.rate_per_second else "-"
+        spent = f"${s.spent_usd:.2f}" if s.spent_usd or s.open_usd or s.max_usd else "-"
+        if s.max_usd is not None:
+            spent += f" / ${s.max_usd:.2f}"
         table.add_row(
             s.name,
             *(str(s.counts.get(state, 0)) for state in states),
             str(s.total),
             rate,
             _duration(s.eta_seconds) if s.remaining else "done",
+            spent,
         )
     # Pipes and files get a width that keeps every column readable.
     console = Console() if Console().is_terminal else Console(width=120)
     console.print(table)
+    for s in statuses:
+        for reason, count in sorted(s.waiting.items()):
+            hint = ""
+            if reason == "budget reached":
+                hint = f" (raise it: reelbench budget {s.name} --max-usd N)"
+            console.print(f"{s.name}: {count} queued run(s) {reason}{hint}", highlight=False)
 
 
 def _experiment_command(

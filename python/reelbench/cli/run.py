@@ -404,6 +404,12 @@ def run_command(
             soft_wrap=True,
         )
         out.print(f"json:   {escape(str(json_path))}", highlight=False)
+    for line in report.waiting_lines():
+        Console(stderr=True).print(f"[yellow]{escape(line)}[/]")
+    held = report.waiting.get("budget reached", 0)
+    if completed and pending and held == pending:
+        # Nothing else is left: the budget, not an interruption, stopped the run.
+        sys.exit(EXIT_INTERRUPTED)
     if not completed or pending:
         Console(stderr=True).print(
             f"[yellow]interrupted: {pending} run(s) not finished; run the same command again "
