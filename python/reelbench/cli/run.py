@@ -38,6 +38,7 @@ from reelbench.cli.options import (
     BadInput,
     artifacts_option,
     check_artifact_root,
+    check_provider_keys,
     db_option,
     json_option,
     no_cache_option,
@@ -335,6 +336,7 @@ def run_command(
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise BadInput(str(exc)) from exc
+    check_provider_keys(spec)
     check_artifact_root(artifacts_dir)
 
     out = _console(stderr=as_json)  # the summary; stdout unless --json owns it
