@@ -240,7 +240,8 @@ def test_whole_experiment_through_the_worker_and_a_rerun_calls_nothing(
         for run in report.runs:
             assert run.canon_sha256 and run.canon_uri
             assert run.metric("temporal_flicker") is not None
-    with_image = [r for r in api.received if r.method == "POST" and "image" in r.body["instances"][0]]
+    posts = [r for r in api.received if r.method == "POST"]
+    with_image = [r for r in posts if "image" in r.body["instances"][0]]
     assert len(with_image) == 2
     assert estimate_usd("google", MODEL, {"durationSeconds": 8}) == pytest.approx(3.2)
 

@@ -91,9 +91,7 @@ def test_text_to_video_sends_no_file_and_no_seed(tmp_path: Path, video: Path) ->
     assert not get_provider("openai").honours_seed  # type: ignore[attr-defined]
 
 
-def test_base_url_from_the_environment(
-    video: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_base_url_from_the_environment(video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with serve_openai(video, KEY) as api:
         monkeypatch.setenv("OPENAI_BASE_URL", f"{api.base_url}/v1")
         request = GenerationRequest("openai", "sora-2-pro", {}, "a dog", 1)

@@ -1,4 +1,4 @@
-"""A fake Gemini API (``generativelanguage.googleapis.com``) for Veo, shapes as in google-genai 2.19.0.
+"""A fake Gemini API (``generativelanguage.googleapis.com``) for Veo, as in google-genai 2.19.0.
 
 ``POST /v1beta/models/{model}:predictLongRunning`` (``x-goog-api-key``) ->
 ``{"name": "models/{model}/operations/{id}"}``; ``GET /v1beta/{name}`` ->
@@ -84,7 +84,7 @@ class _Google(Handler):
         op: dict[str, Any] = {"name": name}
         if not self.fake.job_done(name):
             op["done"] = False
-            op["metadata"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningMetadata"}
+            op["metadata"] = {"@type": _TYPE.replace("Response", "Metadata")}
         elif self.fake.fail_with:
             code, message = self.fake.fail_with
             op |= {"done": True, "error": {"code": code, "message": message}}

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fake_providers import Fake, Handler, serve
+from fake_providers import Handler, serve
 
 __all__ = ["serve_openai"]
 
