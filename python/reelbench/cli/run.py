@@ -327,7 +327,8 @@ def run_command(
 
     \b
     Exit codes: 0 every run succeeded; 1 some runs failed (the summary says
-    which and why); 2 bad spec or options; 130 interrupted (run it again).
+    which and why); 2 bad spec or options, or a provider's API key is not set;
+    130 interrupted (run it again).
     """
     from reelbench.spec import SpecError, load_spec
     from reelbench.submit import submit_spec
