@@ -77,6 +77,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve_command",
         "Serve the judging web app: blind pairwise votes on an experiment's videos.",
     ),
+    "providers": (
+        "reelbench.cli.providers",
+        "providers_command",
+        "List the video providers: API keys, params and defaults, seeds and prices.",
+    ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
     "limits": (
         "reelbench.cli.fleet",

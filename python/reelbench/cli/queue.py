@@ -20,6 +20,7 @@ from reelbench.cli.options import (
     BadInput,
     artifacts_option,
     check_artifact_root,
+    check_provider_keys,
     db_option,
     json_option,
     no_cache_option,
@@ -85,14 +86,20 @@ def load_processor(reference: str | None = None) -> Processor:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 @json_option
-def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
+@click.option(
+    "--skip-key-check", is_flag=True,
+    help="Queue the runs even though this machine lacks a provider's API key "
+    "(the workers have it).",
+)  # fmt: skip
+def submit_command(spec_path: Path, db_url: str, as_json: bool, skip_key_check: bool) -> None:
     """Queue the runs of the experiment spec SPEC (a TOML file).
 
     Creates the experiment, its items and variants, and one queued run per
     item x variant x repeat. Submitting the same spec again creates nothing;
     a spec with more items, variants or repeats adds only the new runs. An
     invalid spec is reported with the file, key and expectation (exit 2) and
-    nothing is written. Workers (`reelbench worker`) then process the runs.
+    nothing is written; so is a variant whose provider's API key variable is
+    not set here (see `reelbench providers`). Workers (`reelbench worker`) then process the runs.
     """
     from reelbench.spec import SpecError, load_spec
     from reelbench.submit import submit_spec
@@ -101,6 +108,8 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise BadInput(str(exc)) from exc
+    if not skip_key_check:
+        check_provider_keys(spec)
     db = open_db(db_url, create=True)
     try:
         result = submit_spec(db.sessions, spec)
