@@ -211,8 +211,11 @@ def test_whole_experiment_through_the_worker_and_a_rerun_calls_nothing(
             assert run.metric("temporal_flicker") is not None
     with_image = [r for r in api.received if r.method == "POST" and "input_reference" in r.form]
     assert len(with_image) == 2, "the cat's image went with both of its repeats"
-    # The API reports no cost; the price table prices a 4-second sora-2 clip.
+    # The API reports no cost; the price table prices a 4-second sora-2 clip,
+    # and that is what each call records (and the report sums).
     assert estimate_usd("openai", "sora-2", {"seconds": 4}) == pytest.approx(0.4)
+    assert [c.cost for c in calls] == [pytest.approx(0.4)] * 4
+    assert load_report("sora-exp", lab.db.url).variants[0].cost_total == pytest.approx(1.6)
 
 
 def test_the_key_reaches_no_table_artifact_log_error_or_report(
