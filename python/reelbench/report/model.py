@@ -145,7 +145,8 @@ class SeedVerdict:
     variant: str
     checked: int
     matched: int
-    #: reproducible | not reproducible | cached | not tested
+    #: reproducible | not reproducible | seed ignored (the provider takes none)
+    # | cached | not tested
     verdict: str
     explanation: str
 
@@ -356,10 +357,28 @@ def _seed_checks(runs: list[RunRecord]) -> list[SeedCheck]:
     return checks
 
 
-def _seed_verdict(variant: str, checks: list[SeedCheck]) -> SeedVerdict:
+def _honours_seed(provider: str) -> bool:
+    """What the provider says of itself (``honours_seed``); unknown providers are assumed to."""
+    from reelbench.providers import get_provider
+
+    try:
+        return bool(getattr(get_provider(provider), "honours_seed", True))
+    except Exception:  # a plugin not installed where the report is made
+        return True
+
+
+def _seed_verdict(
+    variant: str, checks: list[SeedCheck], provider: str | None = None
+) -> SeedVerdict:
     independent = [c for c in checks if c.variant == variant and c.independent]
     cached = [c for c in checks if c.variant == variant and not c.independent]
     matched = sum(c.matched for c in independent)
+    if provider is not None and not _honours_seed(provider):
+        # The API takes no seed: equal outputs would be chance, different ones expected.
+        why = f"the {provider} API takes no seed, so the same request is not reproducible"
+        if independent:
+            why += f" ({matched} of {len(independent)} repeated requests matched)"
+        return SeedVerdict(variant, len(independent), matched, "seed ignored", why)
     if independent:
         if matched == len(independent):
             verdict, why = "reproducible", "the same request gave byte-identical outputs"
@@ -417,6 +436,6 @@ def build_report(
         baseline=baseline,
         comparisons=_compare(variants, baseline, metric_names) if baseline else [],
         seed_checks=checks,
-        seed_verdicts=[_seed_verdict(v.key, checks) for v in variants],
+        seed_verdicts=[_seed_verdict(v.key, checks, v.provider) for v in variants],
         judging=summarize_judging(votes, runs, metric_names) if votes else None,
     )
