@@ -54,6 +54,8 @@ class ExperimentSettings:
 
     canonical: CanonicalFormat
     metric_groups: tuple[str, ...]
+    metric_plugins: tuple[str, ...] = ()
+    dynamic_threshold: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class RunContext:
     spec_dir: Path | None = None
     #: The metric groups the run computes (the spec's ``[metrics] groups``).
     metric_groups: tuple[str, ...] = ("frame", "temporal", "reference")
+    #: The metric plugins the run feeds (the spec's ``[metrics] plugins``).
+    metric_plugins: tuple[str, ...] = ()
+    #: The motion group's dynamic-degree threshold (``[metrics] dynamic_threshold``).
+    dynamic_threshold: float = 0.005
 
     @property
     def seed(self) -> int:
@@ -169,6 +175,8 @@ def build_contexts(
             settings = ExperimentSettings(
                 canonical=CanonicalFormat.model_validate(row.canonical),
                 metric_groups=tuple(metrics.groups),
+                metric_plugins=tuple(metrics.plugins),
+                dynamic_threshold=metrics.dynamic_threshold,
             )
             by_experiment[row.experiment_id] = settings
         # Plain dicts (not read-only proxies) so they serialize with json as-is;
@@ -204,6 +212,8 @@ def build_contexts(
             worker_id=worker_id,
             spec_dir=spec_dir,
             metric_groups=settings.metric_groups,
+            metric_plugins=settings.metric_plugins,
+            dynamic_threshold=settings.dynamic_threshold,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]
 
