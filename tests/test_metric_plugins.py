@@ -9,10 +9,12 @@ and a ``.dist-info`` folder holding its entry point go on ``sys.path``, and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from numpy.typing import NDArray
 from processor_support import Lab
 from rich.console import Console
 from sqlalchemy import select
 
+from reelbench.cli import main
 from reelbench.db.models import Artifact, Metric, Run
 from reelbench.derived import canonical_key
 from reelbench.metric_plugins import (
@@ -356,3 +360,56 @@ def test_motion_group_separates_still_pan_and_flicker(sqlite_lab: Lab) -> None:
     assert {"motion_mean", "warp_error", "dynamic_degree", "si", "ti"} <= set(
         report.shown_metric_names
     )
+
+
+def test_reelbench_run_with_the_installed_plugin_reports_it(
+    colorfulness_installed: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "color.toml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            [experiment]
+            name = "color-cli"
+
+            [canonical]
+            width = 64
+            height = 48
+            fps = 8
+            preset = "ultrafast"
+
+            [metrics]
+            groups = ["frame", "motion"]
+            plugins = ["colorfulness"]
+
+            [[items]]
+            id = "a"
+            prompt = "a red kite"
+
+            [[variants]]
+            key = "orbit"
+            provider = "synthetic"
+            model = "orbit"
+            repeats = 2
+            params = { seconds = 0.5, width = 64, height = 48, fps = 8 }
+            """
+        )
+    )
+    report_dir = tmp_path / "report"
+    with contextlib.chdir(tmp_path):
+        result = CliRunner().invoke(
+            main,
+            ["run", str(spec), "--db", sqlite_url, "--artifacts", str(tmp_path / "art"),
+             "--report", str(report_dir), "--workers", "2"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "colorfulness" in result.stdout and "dynamic_degree" in result.stdout
+    doc = json.loads((report_dir / "report.json").read_text())
+    assert len(doc["runs"]) == 2
+    for run in doc["runs"]:
+        assert run["status"] == "succeeded"
+        assert run["metrics"]["colorfulness"]["mean"] > 0
+        assert "value" in run["metrics"]["colorfulness_drift"]
+    assert doc["variants"][0]["metrics"]["colorfulness"]["n"] == 2
+    assert ">colorfulness<" in (report_dir / "index.html").read_text()
