@@ -64,6 +64,13 @@ def sqlite_lab(sqlite_url: str, tmp_path: Path) -> Iterator[Lab]:
 
 
 @pytest.fixture
+def lab(database_url: str, tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab.open(database_url, tmp_path / "artifacts")
+    yield lab
+    lab.db.dispose()
+
+
+@pytest.fixture
 def colorfulness_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The example package as pip installs it: importable, with its entry point's metadata."""
     site = tmp_path / "site"
@@ -127,15 +134,15 @@ def test_example_plugin_is_found_by_its_entry_point(colorfulness_installed: None
 
 
 def test_plugin_values_reach_frames_json_rows_and_every_report(
-    sqlite_lab: Lab, colorfulness_installed: None, tmp_path: Path
+    lab: Lab, colorfulness_installed: None, tmp_path: Path
 ) -> None:
     metrics = {"groups": ["frame", "motion"], "plugins": ["colorfulness"]}
-    (ctx,) = sqlite_lab.claim(sqlite_lab.submit("color", [ORBIT], metrics=metrics))
-    uri, _ = sqlite_lab.process(ctx)
+    (ctx,) = lab.claim(lab.submit("color", [ORBIT], metrics=metrics))
+    uri, _ = lab.process(ctx)
 
     with av.open(str(path_from_uri(uri))) as container:
         expected = [_hasler(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
-    doc = _frames_doc(sqlite_lab, ctx.run_id)
+    doc = _frames_doc(lab, ctx.run_id)
     got = [f["colorfulness"] for f in doc["frames"]]
     assert len(got) == len(expected) == 12
     # The plugin saw the frames before encoding, the test decodes them after: CRF noise only.
@@ -146,12 +153,12 @@ def test_plugin_values_reach_frames_json_rows_and_every_report(
     assert doc["summary"]["colorfulness"]["mean"] == pytest.approx(np.mean(got))
     assert doc["frames"][1]["motion_mean"] is not None  # native motion in the same records
 
-    rows = _rows(sqlite_lab, ctx.run_id)
+    rows = _rows(lab, ctx.run_id)
     assert rows[("colorfulness", "mean")] == pytest.approx(np.mean(got))
     assert rows[("colorfulness", "p95")] == pytest.approx(np.percentile(got, 95))
     assert rows[("colorfulness_drift", "value")] == pytest.approx(abs(got[-1] - got[0]))
 
-    report = _report(sqlite_lab, "color")
+    report = _report(lab, "color")
     doc_json = report_to_dict(report)
     (run,) = doc_json["runs"]
     assert run["metrics"]["colorfulness"]["mean"] == pytest.approx(np.mean(got))
@@ -164,7 +171,7 @@ def test_plugin_values_reach_frames_json_rows_and_every_report(
     console = Console(file=io.StringIO(), width=200)
     render_table(report, console)
     assert "colorfulness" in console.file.getvalue()  # type: ignore[attr-defined]
-    html = render_html(report, artifact_root=sqlite_lab.artifacts)
+    html = render_html(report, artifact_root=lab.artifacts)
     assert ">colorfulness<" in html and ">dynamic_degree<" in html
 
 
