@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from processor_support import Lab
 from rich.console import Console
 from sqlalchemy import select
+from videos import encode_video, moving_pattern
 
 from reelbench.cli import main
 from reelbench.db.models import Artifact, Metric, Run
@@ -420,3 +421,30 @@ def test_reelbench_run_with_the_installed_plugin_reports_it(
         assert "value" in run["metrics"]["colorfulness_drift"]
     assert doc["variants"][0]["metrics"]["colorfulness"]["n"] == 2
     assert ">colorfulness<" in (report_dir / "index.html").read_text()
+
+
+def test_metrics_command_feeds_plugins_and_reports_a_failing_one(
+    colorfulness_installed: None, registered: list[str], tmp_path: Path
+) -> None:
+    video = tmp_path / "clip.mp4"
+    encode_video(video, moving_pattern(64, 48, 6, seed=2, step=2), crf=18)
+    broken = _Recorder(fail_at=2)
+    register_plugin(broken.plugin("clipsim"))
+    registered.append("clipsim")
+    args = ["metrics", str(video), "-p", "colorfulness", "-p", "clipsim", "--prompt", "a kite"]
+    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert len([f for f in doc["frames"] if "colorfulness" in f]) == 6
+    assert doc["summary"]["colorfulness"]["mean"] >= 0
+    assert doc["summary"]["clipsim"] == {"error": 1.0}
+    assert doc["metric_plugins"]["clipsim"]["error"].startswith("frame 2: ValueError")
+    assert broken.runs[0].prompt == "a kite"
+
+    table = CliRunner().invoke(main, [*args, "--no-progress"], catch_exceptions=False)
+    assert table.exit_code == 0
+    assert "colorfulness" in table.stdout and "colorfulness_drift" in table.stdout
+    assert "metric plugin clipsim failed (clipsim, clipsim_frames)" in table.stdout
+
+    missing = CliRunner().invoke(main, ["metrics", str(video), "-p", "nope"])
+    assert missing.exit_code == 2 and "--plugin nope: not installed" in missing.output
