@@ -58,6 +58,7 @@ from reelbench.call_cache import (
     forget_unusable_output,
 )
 from reelbench.context import RunContext
+from reelbench.db.admission import PaidCallPolicy
 from reelbench.db.claim import link_provider_call, still_owner
 from reelbench.db.engine import read_transaction
 from reelbench.db.models import Artifact, Metric
@@ -464,6 +465,13 @@ class RunProcessor:
             use_cache=ctx.use_cache,
             stop=ctx.stop,
             fence=fence,
+            paid=PaidCallPolicy(
+                experiment_id=ctx.experiment_id,
+                prices=ctx.prices,
+                on_uncertain_submit=ctx.on_uncertain_submit,
+                lease_seconds=ctx.lease_seconds,
+                budget_recheck_seconds=ctx.budget_recheck_seconds,
+            ),
         )
 
     @staticmethod

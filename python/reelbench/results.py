@@ -65,6 +65,8 @@ class ExperimentInfo:
     canonical: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: The spend budget in USD (None: no budget).
+    max_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class RunRecord:
     attempt: int
     error_class: str | None = None
     error_message: str | None = None
+    #: Why a queued run waits (a provider slot, the rate window, the budget).
+    wait_reason: str | None = None
     canon_uri: str | None = None
     canon_sha256: str | None = None
     #: URI of the per-frame metrics (``frames.json``), when the run produced one.
@@ -178,6 +182,7 @@ def experiment_info(exp: Experiment) -> ExperimentInfo:
         canonical=dict(exp.canonical or {}),
         created_at=exp.created_at,
         updated_at=exp.updated_at,
+        max_usd=exp.max_usd,
     )
 
 
@@ -200,7 +205,8 @@ def query_results(
     rows = conn.execute(
         select(
             runs.c.id, runs.c.repeat, runs.c.seed, runs.c.status, runs.c.attempt,
-            runs.c.error_class, runs.c.error_message, runs.c.canon_uri, runs.c.canon_sha256,
+            runs.c.error_class, runs.c.error_message, runs.c.wait_reason, runs.c.canon_uri,
+            runs.c.canon_sha256,
             runs.c.provider_call_id, runs.c.started_at, runs.c.finished_at,
             items.c.key.label("item_key"), items.c.prompt, items.c.image_path,
             items.c.reference_path, variants.c.key.label("variant_key"), variants.c.provider,
@@ -250,6 +256,7 @@ def query_results(
                 attempt=row.attempt,
                 error_class=row.error_class,
                 error_message=row.error_message,
+                wait_reason=row.wait_reason if row.status == "queued" else None,
                 canon_uri=row.canon_uri or arts.get("canon"),
                 canon_sha256=row.canon_sha256,
                 frames_uri=arts.get("frames"),

@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,14 +25,17 @@ from reelbench.providers.pricing import Price
 from reelbench.video.canonical import CanonicalFormat
 
 __all__ = [
+    "BudgetSpec",
     "ExperimentInfo",
     "ExperimentSpec",
     "ItemSpec",
+    "LimitSpec",
     "MetricsSettings",
     "RetryPolicy",
     "SpecError",
     "VariantSpec",
     "load_spec",
+    "parse_scope",
     "parse_spec",
 ]
 
@@ -67,6 +70,11 @@ class RetryPolicy(_Strict):
     max_attempts: int = Field(3, ge=1, le=100)
     backoff_seconds: float = Field(5.0, ge=0, le=86_400)
     backoff_max_seconds: float = Field(600.0, ge=0, le=7 * 86_400)
+    #: A run whose worker died between a provider's submit and the record of
+    #: its job id: ``fail`` (a job may exist and be billed; the run fails
+    #: saying so) or ``resubmit``. Providers that take idempotency keys are
+    #: always resubmitted safely.
+    on_uncertain_submit: Literal["fail", "resubmit"] = "fail"
 
     def backoff(self, attempt: int, jitter: float = 0.5) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
@@ -166,6 +174,35 @@ class PriceSpec(_Strict):
     read_on: str = ""
 
 
+_SCOPE = re.compile(r"^[A-Za-z0-9_.-]+(:\S+)?$")
+
+
+def parse_scope(scope: str) -> str:
+    """Check a limit scope, ``PROVIDER`` or ``PROVIDER:MODEL``; ``ValueError`` otherwise."""
+    scope = scope.strip()
+    if not _SCOPE.match(scope):
+        raise ValueError(
+            f"invalid limit scope {scope!r}: use PROVIDER or PROVIDER:MODEL "
+            "(for example 'openai' or 'openai:sora-2')"
+        )
+    return scope
+
+
+class LimitSpec(_Strict):
+    """One ``[limits]`` entry: fleet-wide caps of a provider or ``provider:model``."""
+
+    concurrency: int | None = Field(None, ge=1, le=100_000)
+    per_minute: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class BudgetSpec(_Strict):
+    """The ``[budget]`` table: the most the experiment may spend on provider calls."""
+
+    max_usd: float | None = Field(None, ge=0, le=10_000_000)
+    #: Seconds a run held back by the budget waits before it is looked at again.
+    recheck_seconds: float = Field(60.0, gt=0, le=86_400)
+
+
 class ExperimentSpec(_Strict):
     """A whole validated spec. ``items`` includes the items file's entries."""
 
@@ -176,8 +213,20 @@ class ExperimentSpec(_Strict):
     items: list[ItemSpec] = Field(default_factory=list)
     variants: list[VariantSpec] = Field(min_length=1)
     prices: list[PriceSpec] = Field(default_factory=list)
+    #: ``"provider"`` or ``"provider:model"`` -> fleet-wide caps.
+    limits: dict[str, LimitSpec] = Field(default_factory=dict)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)  # type: ignore[arg-type]
     #: The spec file this was loaded from (None when built in code).
     source: Path | None = None
+
+    @field_validator("limits")
+    @classmethod
+    def _scopes(cls, value: dict[str, LimitSpec]) -> dict[str, LimitSpec]:
+        for scope, limit in value.items():
+            parse_scope(scope)
+            if limit.concurrency is None and limit.per_minute is None:
+                raise ValueError(f"limits.{scope}: give concurrency, per_minute or both")
+        return value
 
     @property
     def name(self) -> str:

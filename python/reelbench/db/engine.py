@@ -158,15 +158,27 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_end(conn: Connection) -> None:
         _release(conn.connection.info)
 
-    def _on_pool_event(dbapi_connection: Any, record: Any, *rest: Any) -> None:
+    # Pool listeners take each event's exact arguments: SQLAlchemy tells its
+    # signatures apart by the number of positional parameters.
+    def _on_returned(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            _release(record.info)
+
+    def _on_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+        if record is not None:
+            _release(record.info)
+
+    def _on_invalidate(dbapi_connection: Any, record: Any, exception: Any) -> None:
         if record is not None:
             _release(record.info)
 
     for name in ("commit", "rollback"):
         event.listen(engine, name, _on_end)
     # Safety nets: a connection returned, reset or dropped never keeps the lock.
-    for name in ("checkin", "reset", "invalidate", "close"):
-        event.listen(engine.pool, name, _on_pool_event)
+    event.listen(engine.pool, "checkin", _on_returned)
+    event.listen(engine.pool, "close", _on_returned)
+    event.listen(engine.pool, "reset", _on_reset)
+    event.listen(engine.pool, "invalidate", _on_invalidate)
 
 
 #: A pooled PostgreSQL connection idle for longer than this is checked before use.

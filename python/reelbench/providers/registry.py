@@ -31,6 +31,8 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
     # only runs local providers does not need at import time.
     from reelbench.providers.command import CommandProvider
     from reelbench.providers.fal import FalProvider
+    from reelbench.providers.google import GoogleProvider
+    from reelbench.providers.openai import OpenAIProvider
     from reelbench.providers.replicate import ReplicateProvider
     from reelbench.providers.synthetic import SyntheticProvider
 
@@ -39,6 +41,8 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
         "command": CommandProvider,
         "replicate": ReplicateProvider,
         "fal": FalProvider,
+        "openai": OpenAIProvider,
+        "google": GoogleProvider,
     }
 
 

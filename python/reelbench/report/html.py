@@ -234,11 +234,14 @@ class _Page:
             else ""
         )
         desc = f'<p class="prompt">{_e(exp.description)}</p>' if exp.description else ""
+        spend = r.spend_line()
+        waiting = "".join(f'<p class="meta waiting">{_e(line)}</p>' for line in r.waiting_lines())
         return (
             f"<header><h1>{_e(exp.name)}</h1>{desc}"
             f'<p class="meta">{len(r.items)} items &times; {len(r.variants)} variants &middot; '
             f"{_e(counts)} &middot; {_e(canon_text)} &middot; spec {_e(exp.spec_hash[:12])} "
-            f"&middot; generated {_e(r.generated_at.strftime('%Y-%m-%d %H:%M UTC'))}</p>"
+            f"&middot; generated {_e(r.generated_at.strftime('%Y-%m-%d %H:%M UTC'))}"
+            f"{f' &middot; {_e(spend)}' if spend else ''}</p>{waiting}"
             '<nav><a href="#summary">Summary</a><a href="#grid">Videos</a>'
             '<a href="#frames">Per-frame metrics</a><a href="#failures">Failures</a></nav>'
             "</header>"

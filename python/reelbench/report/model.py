@@ -211,6 +211,39 @@ class Report:
         """Runs per status over the whole experiment."""
         return dict(Counter(r.status for r in self.runs))
 
+    @property
+    def waiting(self) -> dict[str, int]:
+        """Queued runs that wait on the fleet, by reason (``budget reached``...)."""
+        from reelbench.db.experiments import short_reason
+
+        return dict(
+            Counter(short_reason(r.wait_reason) for r in self.runs if r.wait_reason is not None)
+        )
+
+    @property
+    def cost_total(self) -> float | None:
+        """What the experiment's provider calls cost (None: no cost known)."""
+        costs = [v.cost_total for v in self.variants if v.cost_total is not None]
+        return math.fsum(costs) if costs else None
+
+    def spend_line(self) -> str | None:
+        """``spent $X of a $Y budget`` / ``spent $X``; None when nothing is known."""
+        spent, budget = self.cost_total, self.experiment.max_usd
+        if spent is None and budget is None:
+            return None
+        text = f"spent ${spent or 0:.2f}"
+        return text + (f" of a ${budget:.2f} budget" if budget is not None else "")
+
+    def waiting_lines(self) -> list[str]:
+        """One line per wait reason of queued runs, with what to do about the budget."""
+        lines = []
+        for reason, count in sorted(self.waiting.items()):
+            line = f"{count} queued run(s) {reason}"
+            if reason == "budget reached":
+                line += f" (raise it: reelbench budget {self.experiment.name} --max-usd N)"
+            lines.append(line)
+        return lines
+
     @cached_property
     def shown_metric_names(self) -> list[str]:
         """Metrics with a value somewhere; tables skip those undefined everywhere.

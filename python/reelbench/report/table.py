@@ -189,6 +189,10 @@ def render_table(
             (counts or "no runs", ""),
         )
     ]
+    spend = report.spend_line()
+    if spend:
+        parts.append(Text(spend, style="dim"))
+    parts.extend(Text(line, style="yellow") for line in report.waiting_lines())
     if report.variants:
         parts.append(_variants_table(report))
     if report.shown_metric_names:
