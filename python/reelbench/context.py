@@ -61,6 +61,8 @@ class ExperimentSettings:
     on_uncertain_submit: str = "fail"
     #: ``[budget] recheck_seconds``.
     budget_recheck_seconds: float = 60.0
+    metric_plugins: tuple[str, ...] = ()
+    dynamic_threshold: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class RunContext:
     budget_recheck_seconds: float = 60.0
     #: The worker's run lease: provider slots taken for the run last as long.
     lease_seconds: float = 60.0
+    #: The metric plugins the run feeds (the spec's ``[metrics] plugins``).
+    metric_plugins: tuple[str, ...] = ()
+    #: The motion group's dynamic-degree threshold (``[metrics] dynamic_threshold``).
+    dynamic_threshold: float = 0.005
 
     @property
     def seed(self) -> int:
@@ -189,6 +195,8 @@ def build_contexts(
                 prices=_prices(spec.get("prices", [])),
                 on_uncertain_submit=retry.on_uncertain_submit,
                 budget_recheck_seconds=budget.recheck_seconds,
+                metric_plugins=tuple(metrics.plugins),
+                dynamic_threshold=metrics.dynamic_threshold,
             )
             by_experiment[row.experiment_id] = settings
         # Plain dicts (not read-only proxies) so they serialize with json as-is;
@@ -228,6 +236,8 @@ def build_contexts(
             on_uncertain_submit=settings.on_uncertain_submit,
             budget_recheck_seconds=settings.budget_recheck_seconds,
             lease_seconds=lease_seconds,
+            metric_plugins=settings.metric_plugins,
+            dynamic_threshold=settings.dynamic_threshold,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]
 

@@ -89,17 +89,24 @@ class RetryPolicy(_Strict):
 
 
 #: The metric groups runs compute, in this order (see docs/metrics.md).
-METRIC_GROUPS = ("frame", "temporal", "reference", "chroma")
+METRIC_GROUPS = ("frame", "temporal", "reference", "chroma", "motion")
+
+_PLUGIN_NAME = r"^[a-z][a-z0-9_]{0,39}$"
 
 
 class MetricsSettings(_Strict):
-    """The ``[metrics]`` table: which metric groups every run computes."""
+    """The ``[metrics]`` table: which metric groups and plugins every run computes."""
 
     groups: list[str] = Field(
         default_factory=lambda: ["frame", "temporal", "reference"],
         description="frame, temporal, reference (against the item's reference video), chroma "
-        "(U, V and combined SSIM/PSNR against the reference; implies reference).",
+        "(U, V and combined SSIM/PSNR against the reference; implies reference), motion "
+        "(optical-flow motion, warp error, SI/TI, dynamic degree).",
     )
+    #: Metric plugins by entry-point name (group ``reelbench.metrics``), in this order.
+    plugins: list[str] = Field(default_factory=list)
+    #: The motion group's ``dynamic_degree`` threshold, as a share of the short side.
+    dynamic_threshold: float = Field(0.005, gt=0, le=1)
 
     @field_validator("groups")
     @classmethod
@@ -114,6 +121,19 @@ class MetricsSettings(_Strict):
             g for g in METRIC_GROUPS if g in value or (g == "reference" and "chroma" in value)
         ]
         return chosen
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugin_names(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not re.match(_PLUGIN_NAME, p)]
+        if bad:
+            raise ValueError(
+                f"plugin name(s) {', '.join(map(repr, bad))} are not entry-point names "
+                "(lowercase letters, digits, '_')"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("a plugin is named twice")
+        return value
 
 
 class ItemSpec(_Strict):
@@ -189,7 +209,7 @@ class ExperimentSpec(_Strict):
     experiment: ExperimentInfo
     canonical: CanonicalFormat = Field(default_factory=CanonicalFormat)  # type: ignore[arg-type]
     retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
     items: list[ItemSpec] = Field(default_factory=list)
     variants: list[VariantSpec] = Field(min_length=1)
     prices: list[PriceSpec] = Field(default_factory=list)
@@ -334,6 +354,23 @@ def _validate_providers(variants: list[VariantSpec], problems: list[str]) -> Non
             problems.append(f"variants[{index}] ({variant.key}, {variant.provider}): {exc}")
 
 
+def _validate_plugins(names: Sequence[str], problems: list[str]) -> None:
+    """Every plugin a spec names is installed here (found, not imported: loading may be slow)."""
+    if not names:
+        return
+    from reelbench.metric_plugins import ENTRY_POINT_GROUP, available_plugins
+
+    installed = available_plugins()
+    for index, name in enumerate(names):
+        if name not in installed:
+            problems.append(
+                f"metrics.plugins[{index}]: no metric plugin {name!r} is installed "
+                f"(installed: {', '.join(installed) or 'none'}); install the package that "
+                f"provides it (a {ENTRY_POINT_GROUP!r} entry point) "
+                "in the environment reelbench runs in"
+            )
+
+
 def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> ExperimentSpec:
     """Validate a parsed spec document; relative paths resolve against ``source``'s folder."""
     where = str(source) if source else "<spec>"
@@ -385,6 +422,7 @@ def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> Experimen
                 f"variants[{index}].params.seed: expected a non-negative integer, got {seed!r}"
             )
     _validate_providers(spec.variants, problems)
+    _validate_plugins(spec.metrics.plugins, problems)
     if problems:
         raise SpecError(where, problems)
     experiment = spec.experiment.model_copy(update={"items_file": items_file})

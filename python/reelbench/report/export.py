@@ -136,6 +136,12 @@ def _document(report: Report) -> dict[str, Any]:
         "baseline": baseline,
         "seed_checks": [{**asdict(c), "matched": c.matched} for c in report.seed_checks],
         "runs": [r.as_dict() for r in report.runs],
+        # Metrics that failed on succeeded runs (metric plugins); the message is
+        # in the run's frames.json under metric_plugins.
+        "metric_errors": [
+            {"run_id": r.run_id, "item": r.item_key, "variant": r.variant_key, "metric": m}
+            for r, m in report.metric_errors
+        ],
         "judging": None,
     }
     if report.judging is not None:

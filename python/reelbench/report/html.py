@@ -299,7 +299,10 @@ class _Page:
                 tip = (
                     f"n={spread.n}, min={fmt_number(spread.min)}, max={fmt_number(spread.max)}"
                     + (f", {spread.missing} undefined" if spread.missing else "")
+                    + (f", failed on {spread.errors} runs" if spread.errors else "")
                 )
+                if spread.errors:
+                    std += f' <span class="bad">({spread.errors} failed)</span>'
                 cells.append(_num_cell(spread.mean, extra=std, title=tip))
             rows.append(f"<tr>{''.join(cells)}</tr>")
         out = (
@@ -503,6 +506,40 @@ class _Page:
             )
         return f'<section id="frames"><h2>Per-frame metrics</h2>{legend}{body}</section>'
 
+    def metric_errors(self) -> str:
+        """Metrics that failed on succeeded runs (plugins), with the message from frames.json."""
+        errors = self.report.metric_errors
+        if not errors:
+            return ""
+        rows = "".join(
+            f"<tr><td>{_e(run.item_key)}</td><td>{_e(run.variant_key)}</td>"
+            f"<td class=num>{run.repeat}</td><td class=bad>{_e(metric)}</td>"
+            f"<td><pre>{_e(self.metric_error_message(run, metric))}</pre></td></tr>"
+            for run, metric in errors
+        )
+        return (
+            f'<section id="metric-errors"><h2>Metric errors ({len(errors)})</h2>'
+            '<p class="muted">Metrics that failed on runs that otherwise succeeded.</p>'
+            '<table id="metric-errors-table"><thead><tr><th>item</th><th>variant</th>'
+            "<th>repeat</th><th>metric</th><th>message</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></section>"
+        )
+
+    def metric_error_message(self, run: RunRecord, metric: str) -> str:
+        path = artifact_path(run.frames_uri, self.artifact_root)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8")) if path else None
+        except (OSError, ValueError):
+            doc = None
+        plugins = doc.get("metric_plugins") if isinstance(doc, dict) else None
+        for name, info in (plugins or {}).items():
+            if not isinstance(info, dict) or not info.get("error"):
+                continue
+            outputs = [*info.get("frame_outputs", []), *info.get("run_outputs", [])]
+            if metric == name or metric in outputs:
+                return str(info["error"])
+        return "(no message: the run's frames.json is not readable)"
+
     def failures(self) -> str:
         failures = self.report.failures
         if not failures:
@@ -536,7 +573,15 @@ def render_html(
 
         human = judging_html(report.judging)
     body = "".join(
-        [page.header(), page.summary(), human, page.grid(), page.frames(), page.failures()]
+        [
+            page.header(),
+            page.summary(),
+            human,
+            page.grid(),
+            page.frames(),
+            page.failures(),
+            page.metric_errors(),
+        ]
     )
     script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
     return (

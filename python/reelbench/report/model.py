@@ -19,6 +19,7 @@ from functools import cached_property
 
 from reelbench.errors import ReelbenchError
 from reelbench.judging import JudgingSummary, Vote, summarize_judging
+from reelbench.metric_plugins import ERROR_STAT
 from reelbench.results import ExperimentInfo, RunRecord
 
 __all__ = [
@@ -53,6 +54,12 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "black_ratio": "share of frames that are almost entirely black",
     "psnr_ref_pooled": "PSNR of the mean MSE against the reference over all frames, dB",
     "psnr_prev_pooled": "PSNR of the mean MSE between consecutive frames, dB",
+    "motion_mean": "mean optical-flow magnitude, px per frame at the canonical size",
+    "motion_p95": "95th percentile of the optical-flow magnitude, px per frame",
+    "dynamic_degree": "share of frame pairs that move (motion_p95 above the threshold)",
+    "warp_error": "mean |frame t+1 - frame t warped by the flow| (lower = steadier)",
+    "si": "spatial information (ITU-T P.910, as FFmpeg's siti)",
+    "ti": "temporal information (ITU-T P.910, as FFmpeg's siti)",
 }
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -73,6 +80,8 @@ class MetricSpread:
     max: float | None
     #: Runs that have the metric but no finite value (PSNR of identical frames is +inf).
     missing: int = 0
+    #: Runs on which the metric failed (a metric plugin that raised); not in ``missing``.
+    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -243,7 +252,18 @@ class Report:
         (A metric such as ``psnr_ref_pooled`` is stored as null for runs without
         a reference; the JSON export keeps it, the tables need not show a row of dashes.)
         """
-        return [n for n in self.metric_names if any(v.metrics[n].n for v in self.variants)]
+        return [
+            n for n in self.metric_names if any(v.metrics[n].n or v.metrics[n].errors
+                                                for v in self.variants)
+        ]  # fmt: skip
+
+    @cached_property
+    def metric_errors(self) -> list[tuple[RunRecord, str]]:
+        """(run, metric) for every metric that failed on a succeeded run, in grid order."""
+        return [
+            (r, name) for r in self.runs if r.status == "succeeded"
+            for name, stats in r.metrics.items() if ERROR_STAT in stats
+        ]  # fmt: skip
 
     def comparison(self, variant: str, metric: str) -> BaselineComparison | None:
         """The baseline comparison of one variant and metric, if a baseline was asked for."""
@@ -261,11 +281,13 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _spread(values: Sequence[float | None]) -> MetricSpread:
+def _spread(values: Sequence[float | None], errors: int = 0) -> MetricSpread:
     finite = [v for v in (_finite(x) for x in values) if v is not None]
     missing = len(values) - len(finite)
     if not finite:
-        return MetricSpread(n=0, mean=None, std=None, min=None, max=None, missing=missing)
+        return MetricSpread(
+            n=0, mean=None, std=None, min=None, max=None, missing=missing, errors=errors
+        )
     # Sample standard deviation: the runs are a sample of what the variant produces.
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
     return MetricSpread(
@@ -275,6 +297,7 @@ def _spread(values: Sequence[float | None]) -> MetricSpread:
         min=min(finite),
         max=max(finite),
         missing=missing,
+        errors=errors,
     )
 
 
@@ -306,7 +329,14 @@ def _summarize_variant(runs: list[RunRecord], metric_names: list[str]) -> Varian
         # Runs without the metric at all (no reference video, say) are not
         # "missing" values; runs that have it with an undefined value are.
         metrics={
-            name: _spread([r.metric(name) for r in succeeded if name in r.metrics])
+            name: _spread(
+                [
+                    r.metric(name)
+                    for r in succeeded
+                    if name in r.metrics and ERROR_STAT not in r.metrics[name]
+                ],
+                errors=sum(ERROR_STAT in r.metrics.get(name, {}) for r in succeeded),
+            )
             for name in metric_names
         },
     )
