@@ -56,6 +56,7 @@ from reelbench.serve.queries import (
     experiment_report,
     experiments_progress,
     pick_videos,
+    reference_path,
 )
 from reelbench.storage import path_from_uri
 
@@ -223,8 +224,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
             if not found:
                 return not_found("experiment")
             report, links = experiment_report(session, experiment_id)
-        body = render_body(report, video_link=lambda uri: (
-            f"/video/{links[uri]}" if uri in links else None))  # fmt: skip
+        body = render_body(report, video_link=links.get)
         e = found[0]
         return page(e.name, "EXPERIMENT", experiment={"id": e.id, "name": e.name},
                     progress=e, counts_text=_counts_text(e.counts), spend_text=_money(e.spend),
@@ -394,6 +394,12 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
             path = artifact_file(session, art_id) if art_id is not None else None
         return _range_response(path, request) if path else not_found("video")
 
+    def reference(request: Request) -> Response:
+        with sessions() as session:
+            item = session.get(Item, int(request.path_params["item_id"]))
+            path = reference_path(session, item) if item is not None else None
+        return _range_response(path, request) if path else not_found("video")
+
     async def static_file(request: Request) -> Response:
         found = static.get(request.path_params["name"])
         if found is None:
@@ -420,6 +426,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
             Route("/judge/{experiment_id:int}", judge),
             Route("/judge/{experiment_id:int}/vote", vote, methods=["POST"]),
             Route("/video/{artifact_id:int}", video),
+            Route("/reference/{item_id:int}", reference),
             Route("/pair/{token}/{side}", pair_video),
             Route("/static/{name}", static_file),
         ],

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from reelbench.db.item_files import item_file
 from reelbench.db.models import Artifact, Experiment, Item, ProviderCall, Run, RunStatus, Variant
 from reelbench.judging.storage import judgeable_runs, load_votes
 from reelbench.report.model import Report, build_report
@@ -29,6 +31,7 @@ __all__ = [
     "experiment_report",
     "experiments_progress",
     "pick_videos",
+    "reference_path",
 ]
 
 #: Artifact kinds the app serves as videos (by artifact id).
@@ -117,8 +120,13 @@ def experiments_progress(
     ]
 
 
-def experiment_report(session: Session, experiment_id: int) -> tuple[Report, dict[str, int]]:
-    """The experiment's report (with its votes) and its video artifacts' ids by URI."""
+def experiment_report(session: Session, experiment_id: int) -> tuple[Report, dict[str, str]]:
+    """The experiment's report (with its votes) and the app's URL of each video it shows.
+
+    Artifacts are linked by id (``/video/ID``), items' reference videos by
+    item id (``/reference/ID``): the keys are the URIs and paths the report
+    names, the values hold no path.
+    """
     info, records = query_results(session, experiment_id)
     report = build_report(info, records, votes=load_votes(session, experiment_id))
     arts, runs = cast(Table, Artifact.__table__), cast(Table, Run.__table__)
@@ -127,7 +135,20 @@ def experiment_report(session: Session, experiment_id: int) -> tuple[Report, dic
         .join(runs, runs.c.id == arts.c.run_id)
         .where(runs.c.experiment_id == experiment_id, arts.c.kind.in_(VIDEO_KINDS))
     )
-    return report, {uri: aid for aid, uri in rows}
+    links = {uri: f"/video/{aid}" for aid, uri in rows}
+    for item in session.scalars(select(Item).where(Item.experiment_id == experiment_id)):
+        path = reference_path(session, item)
+        if path is not None:
+            links.setdefault(str(path), f"/reference/{item.id}")
+    return report, links
+
+
+def reference_path(session: Session, item: Item) -> Path | None:
+    """The file of an item's reference video, as the report resolves it; None without one."""
+    exp = session.get(Experiment, item.experiment_id)
+    spec_dir = Path(exp.spec_path).parent if exp is not None and exp.spec_path else None
+    found = item_file(item.reference_path, spec_dir)
+    return Path(found) if found else None
 
 
 @dataclass(frozen=True)
