@@ -53,3 +53,59 @@ def test_twenty_keyboard_votes_land_in_the_database(
     votes = _votes(sqlite_url, fx)
     assert [v.outcome for v in votes] == sent
     assert {v.rater for v in votes} == {"keyboard rater"}
+
+
+TIMES = "return Array.from(document.querySelectorAll('video.cmp'), v => v.currentTime);"
+PAUSED = "return Array.from(document.querySelectorAll('video.cmp'), v => v.paused);"
+READY = "return Array.from(document.querySelectorAll('video.cmp'), v => v.readyState >= 2);"
+
+
+def test_compare_plays_seeks_and_steps_two_videos_together(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    fx = fill_database(sqlite_url, tmp_path)
+    frame = 1 / 12  # the fixture's canonical frame rate
+    for base in _serve(sqlite_url):
+        browser.get(f"{base}/compare/{fx.experiment_id}?v=alpha&v=beta")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: all(d.execute_script(READY)))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "video.cmp")) == 2
+        body = browser.find_element(By.TAG_NAME, "body")
+        # Space plays both.
+        body.send_keys(" ")
+        wait.until(lambda d: not any(d.execute_script(PAUSED)))
+        wait.until(lambda d: min(d.execute_script(TIMES)) > 0)
+        # Pause with the button; both stop at the same frame.
+        browser.find_element(By.ID, "play").click()
+        wait.until(lambda d: all(d.execute_script(PAUSED)))
+        wait.until(lambda d: abs(d.execute_script(TIMES)[0] - d.execute_script(TIMES)[1]) < frame)
+        # Seeking the second player moves the first one with it.
+        browser.execute_script("document.querySelectorAll('video.cmp')[1].currentTime = 0.5;")
+        wait.until(lambda d: all(abs(t - 0.5) < frame for t in d.execute_script(TIMES)))
+        # One frame forward with '.', and back with the left arrow.
+        body.send_keys(".")
+        wait.until(lambda d: all(abs(t - (0.5 + frame)) < frame / 2
+                                 for t in d.execute_script(TIMES)))  # fmt: skip
+        from selenium.webdriver.common.keys import Keys
+
+        body.send_keys(Keys.ARROW_LEFT)
+        wait.until(lambda d: all(abs(t - 0.5) < frame / 2 for t in d.execute_script(TIMES)))
+        # Speed applies to both.
+        browser.execute_script(
+            "const s = document.getElementById('speed'); s.value = '0.5';"
+            "s.dispatchEvent(new Event('change'));"
+        )
+        rates = browser.execute_script(
+            "return Array.from(document.querySelectorAll('video.cmp'), v => v.playbackRate);"
+        )
+        assert rates == [0.5, 0.5]
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+        shot = tmp_path_factory.mktemp("screenshots") / "compare.png"
+        assert browser.save_screenshot(str(shot))
