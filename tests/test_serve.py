@@ -18,9 +18,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from reelbench.db.engine import make_engine
-from reelbench.db.models import Experiment, Item, Run, RunStatus, Variant
+from reelbench.db.models import Experiment, Item, Judgment, Run, RunStatus, Variant
 from reelbench.judging.storage import JudgeableRun, judgeable_runs, load_votes, record_vote
 from reelbench.serve.app import create_app
+from reelbench.serve.queries import VoteCache
 
 
 def _serve(url: str, token: str | None = None) -> Iterator[str]:
@@ -381,3 +382,29 @@ def test_a_slow_query_does_not_stall_other_requests(postgres_url: str, tmp_path:
                 assert answers == [200]
     finally:
         locker.dispose()
+
+
+def test_the_vote_cache_matches_load_votes(database_url: str, tmp_path: Path) -> None:
+    fx = fill_database(database_url, tmp_path)
+    cache = VoteCache()
+    _vote_all_left(database_url, fx, 8, "ann")
+    for session in _db(database_url):
+        first = cache.refresh(session, fx.experiment_id)
+        stored = load_votes(session, fx.experiment_id)
+        assert [v.vote_uid for v in first] == [v.vote_uid for v in stored]
+    _vote_all_left(database_url, fx, 5, "bob")
+    for session in _db(database_url):
+        # A run made again: its votes no longer count, as load_votes marks them stale.
+        remade = session.get(Run, first[0].left_run_id)
+        assert remade is not None
+        remade.canon_sha256 = "f" * 64
+        gone = session.scalars(select(Judgment).where(Judgment.vote_uid == first[1].vote_uid))
+        session.delete(gone.one())
+        session.commit()
+        stored = load_votes(session, fx.experiment_id)
+        cached = cache.refresh(session, fx.experiment_id)
+        assert [v.vote_uid for v in cached] == [v.vote_uid for v in stored]
+        assert len(cached) == 12 and {v.rater for v in cached} == {"ann", "bob"}
+        current = cache.current(cached, judgeable_runs(session, fx.experiment_id))
+        assert [v.vote_uid for v in current] == [v.vote_uid for v in stored if not v.stale]
+        assert len(current) < len(cached)

@@ -44,7 +44,7 @@ from reelbench.db.engine import make_engine
 from reelbench.db.models import Artifact, Experiment, Item
 from reelbench.judging.ratings import compute_ratings
 from reelbench.judging.selection import pair_key, select_pair
-from reelbench.judging.storage import VoteRefused, judgeable_runs, load_votes, record_vote
+from reelbench.judging.storage import VoteRefused, judgeable_runs, record_vote
 from reelbench.report.html import REPORT_CSS, REPORT_JS, render_body
 from reelbench.report.human import judging_details_html, judging_html
 from reelbench.serve import pages
@@ -52,6 +52,7 @@ from reelbench.serve.pages import APP_CSS
 from reelbench.serve.queries import (
     VIDEO_KINDS,
     NotFound,
+    VoteCache,
     compare_choice,
     experiment_report,
     experiments_progress,
@@ -178,6 +179,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
                  if name not in ("APP_CSS",)}  # fmt: skip
     static = _static()
     last_pair: dict[str, tuple[str, str, str]] = {}
+    vote_cache = VoteCache()
 
     def page(title: str, template: str, status: int = 200, *, scripts: Sequence[str] = (),
              experiment: Any = None, **values: Any) -> HTMLResponse:  # fmt: skip
@@ -296,7 +298,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
                 return page("who is judging", "NAME", next=f"/judge/{experiment_id}",
                             experiment=experiment)  # fmt: skip
             runs = judgeable_runs(session, experiment_id)
-            votes = load_votes(session, experiment_id)
+            votes = vote_cache.current(vote_cache.refresh(session, experiment_id), runs)
             ratings = compute_ratings(votes, bootstrap=0)
             strengths = {r.variant: r.strength for r in ratings.variants}
             pair = select_pair(runs, votes, ratings=strengths, last=last_pair.get(rater),

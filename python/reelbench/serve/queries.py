@@ -6,9 +6,11 @@ render after the session is closed, and nothing here holds ORM rows.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,8 +18,17 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from reelbench.db.item_files import item_file
-from reelbench.db.models import Artifact, Experiment, Item, ProviderCall, Run, RunStatus, Variant
-from reelbench.judging.storage import judgeable_runs, load_votes
+from reelbench.db.models import (
+    Artifact,
+    Experiment,
+    Item,
+    Judgment,
+    ProviderCall,
+    Run,
+    RunStatus,
+    Variant,
+)
+from reelbench.judging.storage import JudgeableRun, Vote, judgeable_runs, load_votes
 from reelbench.report.model import Report, build_report
 from reelbench.results import query_results
 
@@ -27,6 +38,7 @@ __all__ = [
     "CompareVideo",
     "ExperimentProgress",
     "NotFound",
+    "VoteCache",
     "compare_choice",
     "experiment_report",
     "experiments_progress",
@@ -236,3 +248,75 @@ def pick_videos(choice: CompareChoice, asked: Sequence[str]) -> list[CompareVide
             f"choose among {', '.join(choice.videos) or 'none'}"
         )
     return [choice.videos[v][0] for v in asked]
+
+
+class VoteCache:
+    """An experiment's votes kept in memory, refreshed by id: the judge page's input.
+
+    Choosing the next pair needs every vote so far; reading them all on
+    every page costs more the more votes there are. Each refresh reads only
+    the ids of the stored votes and loads the rows not seen yet (ids are
+    compared as a set, so a vote committed late with a lower id is not
+    missed, and one removed is dropped). Which votes still count is decided
+    against the runs as they are now (see :meth:`current`), as
+    :func:`reelbench.judging.storage.load_votes` marks stale ones.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._votes: dict[int, dict[int, Vote]] = {}
+
+    def refresh(self, session: Session, experiment_id: int) -> list[Vote]:
+        """Every stored vote of the experiment, oldest first (stale ones included, unmarked)."""
+        j = cast(Table, Judgment.__table__)
+        conn = session.connection()
+        ids = set(conn.execute(select(j.c.id).where(j.c.experiment_id == experiment_id)).scalars())
+        with self._lock:
+            known = dict(self._votes.get(experiment_id, {}))
+        missing = ids - known.keys()
+        if missing:
+            known.update(_votes_by_id(session, experiment_id, sorted(missing)))
+        votes = {i: known[i] for i in ids if i in known}
+        with self._lock:
+            self._votes[experiment_id] = votes
+        return [votes[i] for i in sorted(votes, key=lambda i: (votes[i].created_at, i))]
+
+    @staticmethod
+    def current(votes: Sequence[Vote], runs: Sequence[JudgeableRun]) -> list[Vote]:
+        """The votes whose two videos are still the runs' current canonical videos."""
+        sha = {r.run_id: r.canon_sha256 for r in runs}
+        return [
+            v
+            for v in votes
+            if sha.get(v.left_run_id) == v.left_sha256 and sha.get(v.right_run_id) == v.right_sha256
+        ]
+
+
+def _votes_by_id(session: Session, experiment_id: int, ids: Sequence[int]) -> dict[int, Vote]:
+    j, runs, items, variants = (cast(Table, m.__table__) for m in (Judgment, Run, Item, Variant))
+    lr, rr = runs.alias("lr"), runs.alias("rr")
+    lv, rv = variants.alias("lv"), variants.alias("rv")
+    out: dict[int, Vote] = {}
+    for start in range(0, len(ids), 500):
+        rows = session.connection().execute(
+            select(
+                j.c.id, j.c.vote_uid, items.c.key.label("item_key"), j.c.left_run_id,
+                j.c.right_run_id, lv.c.key.label("left_variant"),
+                rv.c.key.label("right_variant"), lr.c.repeat.label("left_repeat"),
+                rr.c.repeat.label("right_repeat"), j.c.left_sha256, j.c.right_sha256,
+                j.c.outcome, j.c.rater, j.c.comment, j.c.seconds_to_vote, j.c.created_at,
+            )
+            .join(items, j.c.item_id == items.c.id)
+            .join(lr, j.c.left_run_id == lr.c.id)
+            .join(rr, j.c.right_run_id == rr.c.id)
+            .join(lv, lr.c.variant_id == lv.c.id)
+            .join(rv, rr.c.variant_id == rv.c.id)
+            .where(j.c.experiment_id == experiment_id, j.c.id.in_(ids[start : start + 500]))
+        )  # fmt: skip
+        for r in rows:
+            created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
+            out[r.id] = Vote(r.vote_uid, r.item_key, r.left_run_id, r.right_run_id,
+                             r.left_variant, r.right_variant, r.left_repeat, r.right_repeat,
+                             r.left_sha256, r.right_sha256, r.outcome, r.rater, r.comment,
+                             r.seconds_to_vote, created)  # fmt: skip
+    return out
