@@ -213,6 +213,8 @@ def test_experiments_page_and_progress_follow_the_runs(served: tuple[str, str, F
         assert one["counts"] == {"succeeded": 16, "failed": 2}
         assert abs(one["spend"] - 0.16) < 1e-9
         assert client.get("/api/experiments/999999/progress").status_code == 404
+        assert client.get("/judge/999999").status_code == 404
+        assert client.get("/static/nope.js").status_code == 404
 
 
 def test_the_experiment_page_is_the_report_with_videos_by_id(
