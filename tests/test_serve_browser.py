@@ -109,3 +109,67 @@ def test_compare_plays_seeks_and_steps_two_videos_together(
         assert errors == [], errors
         shot = tmp_path_factory.mktemp("screenshots") / "compare.png"
         assert browser.save_screenshot(str(shot))
+
+
+def test_the_experiments_page_follows_runs_as_they_finish(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    fx = fill_database(sqlite_url, tmp_path)
+    failed = [r for r in _votes_runs(sqlite_url, fx) if r[1] == "failed"]
+    for base in _serve(sqlite_url):
+        browser.get(base + "/")
+        row = f"tr[data-experiment='{fx.experiment_id}']"
+        cell = browser.find_element(By.CSS_SELECTOR, row + " [data-field='counts']")
+        assert cell.text == "16 succeeded, 2 failed"
+        # Both failed runs are queued again, then one finishes: the page follows unreloaded.
+        _set_statuses(sqlite_url, [r[0] for r in failed], "queued")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d, c=cell: c.text == "2 queued, 16 succeeded")
+        _set_statuses(sqlite_url, [failed[0][0]], "succeeded")
+        wait.until(lambda d, c=cell: c.text == "1 queued, 17 succeeded")
+        finished = browser.find_element(By.CSS_SELECTOR, row + " [data-field='finished']")
+        assert finished.text == "17 / 18"
+        assert (
+            browser.find_element(By.CSS_SELECTOR, row + " progress").get_attribute("value") == "17"
+        )
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+
+
+def _votes_runs(url: str, fx: Any) -> list[tuple[int, str]]:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from reelbench.db.engine import make_engine
+    from reelbench.db.models import Run
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(Run.id, Run.status).where(Run.experiment_id == fx.experiment_id)
+            ).all()
+            return [(r.id, r.status) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def _set_statuses(url: str, run_ids: list[int], status: str) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from reelbench.db.engine import make_engine
+    from reelbench.db.models import Run
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            session.execute(update(Run).where(Run.id.in_(run_ids)).values(status=status))
+            session.commit()
+    finally:
+        engine.dispose()
