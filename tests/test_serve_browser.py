@@ -57,6 +57,7 @@ def test_twenty_keyboard_votes_land_in_the_database(
 
 TIMES = "return Array.from(document.querySelectorAll('video.cmp'), v => v.currentTime);"
 PAUSED = "return Array.from(document.querySelectorAll('video.cmp'), v => v.paused);"
+ALL_LOADED = "return Array.from(document.querySelectorAll('video'), v => v.readyState >= 1);"
 READY = "return Array.from(document.querySelectorAll('video.cmp'), v => v.readyState >= 2);"
 
 
@@ -173,3 +174,30 @@ def _set_statuses(url: str, run_ids: list[int], status: str) -> None:
             session.commit()
     finally:
         engine.dispose()
+
+
+def test_experiment_and_ratings_pages_run_under_the_policy(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    fx = fill_database(sqlite_url, tmp_path)
+    for base in _serve(sqlite_url):
+        browser.get(f"{base}/experiments/{fx.experiment_id}")
+        # The sorting script (served by the app, not inline) works: sort by variant, descending.
+        head = browser.find_element(By.CSS_SELECTOR, "#summary-table th")
+        head.click()
+        head.click()
+        WebDriverWait(browser, 10).until(
+            lambda d, h=head: h.get_attribute("aria-sort") == "descending"
+        )
+        first = browser.find_element(By.CSS_SELECTOR, "#summary-table tbody tr td b")
+        assert first.text == "gamma"
+        WebDriverWait(browser, 20).until(lambda d: all(d.execute_script(ALL_LOADED)))
+        browser.get(f"{base}/ratings/{fx.experiment_id}")
+        assert "No votes on this experiment yet" in browser.page_source
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
