@@ -110,6 +110,14 @@ class RunContext:
     metric_plugins: tuple[str, ...] = ()
     #: The motion group's dynamic-degree threshold (``[metrics] dynamic_threshold``).
     dynamic_threshold: float = 0.005
+    #: None: generate the run; ``remeasure``: compute the metrics named in
+    #: ``remeasure_metrics`` again from the run's canonical video (empty: the
+    #: experiment's current groups and plugins).
+    task: str | None = None
+    remeasure_metrics: tuple[str, ...] = ()
+    #: The finished run's canonical video (what a remeasure decodes).
+    canon_uri: str | None = None
+    canon_sha256: str | None = None
 
     @property
     def seed(self) -> int:
@@ -133,6 +141,10 @@ _CONTEXT_QUERY = (
         Run.id,
         Run.repeat,
         Run.seed,
+        Run.task,
+        Run.remeasure,
+        Run.canon_uri,
+        Run.canon_sha256,
         Item.id.label("item_id"),
         Item.key.label("item_key"),
         Item.prompt,
@@ -238,6 +250,10 @@ def build_contexts(
             lease_seconds=lease_seconds,
             metric_plugins=settings.metric_plugins,
             dynamic_threshold=settings.dynamic_threshold,
+            task=row.task,
+            remeasure_metrics=tuple((row.remeasure or {}).get("metrics", ())),
+            canon_uri=row.canon_uri,
+            canon_sha256=row.canon_sha256,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]
 

@@ -205,6 +205,8 @@ def measure_videos(
     on_frame: Callable[[int, int | None], None] | None = None,
     plugins: Sequence[str] = (),
     prompt: str = "",
+    runners: Sequence[Any] | None = None,
+    dynamic_threshold: float | None = None,
 ) -> list[MeasuredVideo]:
     """Measure each of ``paths``, against one ``reference`` decoded once for all.
 
@@ -219,9 +221,15 @@ def measure_videos(
     index, with the longest declared frame count (None when unknown).
     ``plugins``: metric plugins (docs/metrics.md, "Plugins") fed the same
     frames, told ``prompt``; one that fails fails only its own outputs.
+    ``runners``: ready (unstarted) plugin runners, one per path, instead of
+    ``plugins`` (a run's remeasure gives them the run's prompt and image).
+    ``dynamic_threshold``: the motion group's threshold (default: the native one).
     """
     chosen = list(groups) if groups is not None else list(DEFAULT_GROUPS)
-    accumulators = [FrameMetrics(groups=chosen) for _ in paths]
+    options: dict[str, Any] = {}
+    if dynamic_threshold is not None and "motion" in chosen:
+        options["dynamic_threshold"] = dynamic_threshold
+    accumulators = [FrameMetrics(groups=chosen, **options) for _ in paths]
     chroma = "chroma" in chosen and reference is not None
     # Each decoder gets its share of the cores: frame threading costs CPU
     # time in hand-offs, which pays only when cores would otherwise idle.
@@ -245,7 +253,12 @@ def measure_videos(
                     f"but {info.path} is {info.width}x{info.height}; "
                     "the reference must have the same size"
                 )
-        runners = _plugin_runners(plugins, infos, prompt) if plugins else None
+        if runners is not None:
+            for runner in runners:
+                runner.start()
+            runners = list(runners)
+        else:
+            runners = _plugin_runners(plugins, infos, prompt) if plugins else None
         total = max((i.frames or 0) for i in infos) or None
         streams: list[Iterator[Any] | None] = [iter(d) for d in decoders]
         ref_stream: Iterator[Any] | None = iter(ref_decoder) if ref_decoder else None

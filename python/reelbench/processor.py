@@ -110,10 +110,16 @@ def metric_rows(run_id: int, summary: Mapping[str, Any]) -> list[dict[str, Any]]
     for name, stats in summary.items():
         if isinstance(stats, Mapping):
             for stat, value in stats.items():
-                rows.append({"run_id": run_id, "name": name, "stat": stat, "value": _finite(value)})
+                rows.append(
+                    {"run_id": run_id, "name": name, "stat": stat, "value": _finite(value),
+                     "version": METRICS_VERSION}
+                )  # fmt: skip
         else:
             value = None if stats is None else _finite(float(stats))
-            rows.append({"run_id": run_id, "name": name, "stat": "value", "value": value})
+            rows.append(
+                {"run_id": run_id, "name": name, "stat": "value", "value": value,
+                 "version": METRICS_VERSION}
+            )  # fmt: skip
     return rows
 
 
@@ -190,6 +196,10 @@ class RunProcessor:
                 raise LeaseLost(f"run {run_id} attempt {attempt} no longer owns the run")
 
         self._check_stop(ctx, "starting")
+        if ctx.task == "remeasure":
+            from reelbench.remeasure import remeasure_run
+
+            return remeasure_run(self, ctx, session, store, fence)
         raw = self._raw(ctx, session, store, fence)
         reference = self._reference(ctx, session, store)
         groups = list(ctx.metric_groups)

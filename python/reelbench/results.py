@@ -104,6 +104,8 @@ class RunRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     metrics: MetricSummary = field(default_factory=dict)
+    #: The metrics version that produced each metric's values (None: not recorded).
+    metric_versions: Mapping[str, int | None] = field(default_factory=dict)
 
     def metric(self, name: str, stat: str | None = None) -> float | None:
         """The run's headline value of ``name``: ``stat`` if given, else ``value`` or ``mean``.
@@ -221,12 +223,17 @@ def query_results(
     ).all()  # fmt: skip
 
     metrics: dict[int, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
-    for run_id, name, stat, value in conn.execute(
-        select(metric_t.c.run_id, metric_t.c.name, metric_t.c.stat, metric_t.c.value)
+    versions: dict[int, dict[str, int | None]] = defaultdict(dict)
+    for run_id, name, stat, value, version in conn.execute(
+        select(
+            metric_t.c.run_id, metric_t.c.name, metric_t.c.stat, metric_t.c.value,
+            metric_t.c.version,
+        )
         .join(runs, metric_t.c.run_id == runs.c.id)
         .where(runs.c.experiment_id == exp.id)
-    ).all():
+    ).all():  # fmt: skip
         metrics[run_id][name][stat] = value
+        versions[run_id][name] = version
 
     artifacts: dict[int, dict[str, str]] = defaultdict(dict)
     for run_id, kind, uri in conn.execute(
@@ -271,6 +278,7 @@ def query_results(
                 started_at=row.started_at,
                 finished_at=row.finished_at,
                 metrics={name: dict(stats) for name, stats in sorted(run_metrics.items())},
+                metric_versions=dict(sorted(versions.get(row.id, {}).items())),
             )
         )
     return experiment_info(exp), records

@@ -82,6 +82,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "providers_command",
         "List the video providers: API keys, params and defaults, seeds and prices.",
     ),
+    "remeasure": (
+        "reelbench.cli.remeasure",
+        "remeasure_command",
+        "Queue the finished runs of EXPERIMENT to have their metrics computed again.",
+    ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
     "limits": (
         "reelbench.cli.fleet",

@@ -31,6 +31,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    null,
     select,
     text,
     tuple_,
@@ -63,6 +64,8 @@ attempts = cast(Table, RunAttempt.__table__)
 
 RUNNING = RunStatus.RUNNING.value
 QUEUED = RunStatus.QUEUED.value
+#: ``runs.task`` of a finished run whose metrics are being computed again.
+REMEASURE = "remeasure"
 
 # --- the claim --------------------------------------------------------------
 #
@@ -351,6 +354,8 @@ def _succeeded_values(now: Any) -> dict[str, Any]:
         "error_class": None,
         "error_message": None,
         "error_traceback": None,
+        "task": None,
+        "remeasure": None,
     }
 
 
@@ -435,18 +440,30 @@ def fail(
     """
     terminal = error_class == "terminal"
     give_up = literal(terminal) | (runs.c.attempt >= runs.c.max_attempts)
+    # A remeasure that gives up leaves the run as it was: succeeded, with its
+    # earlier metrics, and the error saying why they were not recomputed.
+    restore = give_up & (runs.c.task == REMEASURE)
     result = executor.execute(
         update(runs)
         .where(_fence(run_id, attempt))
         .values(
-            status=case((give_up, RunStatus.FAILED.value), else_=QUEUED),
+            status=case(
+                (restore, RunStatus.SUCCEEDED.value),
+                (give_up, RunStatus.FAILED.value),
+                else_=QUEUED,
+            ),
             not_before=case((give_up, None), else_=sql_later(executor, retry_in_seconds)),
             finished_at=case((give_up, sql_now(executor)), else_=None),
             worker_id=case((give_up, runs.c.worker_id), else_=None),
             lease_expires_at=None,
             error_class=error_class,
-            error_message=message,
+            error_message=case(
+                (restore, literal("remeasure failed, earlier metrics kept: ") + literal(message)),
+                else_=literal(message),
+            ),
             error_traceback=traceback,
+            task=case((restore, null()), else_=runs.c.task),
+            remeasure=case((restore, null()), else_=runs.c.remeasure),
         )
         .returning(runs.c.status)
     ).first()

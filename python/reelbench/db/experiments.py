@@ -174,13 +174,32 @@ def retry_experiment(sessions: sessionmaker[Session], name: str) -> int:
 
 
 def cancel_experiment(sessions: sessionmaker[Session], name: str) -> int:
-    """Cancel the queued and running runs of ``name``.
+    """Cancel the queued and running runs of ``name`` (remeasures end, runs stay succeeded).
 
     A running run's worker notices at its next heartbeat (the fence no longer
     holds), stops, and records nothing.
     """
     with sessions() as session, session.begin():
         experiment = find_experiment(session, name)
+        # A run being remeasured was finished: it goes back to succeeded, with
+        # its earlier metrics (a running remeasure's result is refused by the fence).
+        session.execute(
+            update(Run)
+            .where(
+                Run.experiment_id == experiment.id,
+                Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+                Run.task == "remeasure",
+            )
+            .values(
+                status=RunStatus.SUCCEEDED.value,
+                task=None,
+                remeasure=None,
+                lease_expires_at=None,
+                not_before=None,
+                worker_id=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
         result = session.execute(
             update(Run)
             .where(

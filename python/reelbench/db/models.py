@@ -193,6 +193,11 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     #: Why a queued run is waiting (provider slot, rate limit, budget); None: not waiting.
     wait_reason: Mapped[str | None] = mapped_column(String(200))
+    #: None: generate (the grid's work); ``remeasure``: a finished run whose
+    #: metrics are computed again from its canonical video (``reelbench remeasure``).
+    task: Mapped[str | None] = mapped_column(String(16))
+    #: What a remeasure computes: ``{"metrics": [group or plugin names]}``.
+    remeasure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RunAttempt(Base):
@@ -345,6 +350,9 @@ class Metric(Base):
     # mean | min | max | p05 | p50 | p95 | value (for scalars such as scene_cuts)
     stat: Mapped[str] = mapped_column(String(16))
     value: Mapped[float | None] = mapped_column(Float)  # None: +inf PSNR or undefined
+    #: The metrics version (``reelbench.metrics.METRICS_VERSION``) that produced
+    #: the value; None for values recorded before versions were kept.
+    version: Mapped[int | None] = mapped_column(Integer)
 
 
 class DerivedOutput(Base):
