@@ -31,7 +31,9 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
     # only runs local providers does not need at import time.
     from reelbench.providers.command import CommandProvider
     from reelbench.providers.fal import FalProvider
+    from reelbench.providers.luma import LumaProvider
     from reelbench.providers.replicate import ReplicateProvider
+    from reelbench.providers.runway import RunwayProvider
     from reelbench.providers.synthetic import SyntheticProvider
 
     return {
@@ -39,6 +41,8 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
         "command": CommandProvider,
         "replicate": ReplicateProvider,
         "fal": FalProvider,
+        "runway": RunwayProvider,
+        "luma": LumaProvider,
     }
 
 
