@@ -111,12 +111,13 @@ def test_text_to_video_without_image_and_api_version_override(
     tmp_path: Path, video: Path, key: str
 ) -> None:
     with serve_runway(video) as api:
-        request = _request(api.base_url, api_version="2025-01-01", send_seed=False)
+        request = _request(api.base_url, api_version="2025-01-01", send_seed=False, duration=10.0)
         _run(request, tmp_path / "out.mp4")
     create = api.received[0]
     assert create.path == "/v1/text_to_video"
     assert "promptImage" not in create.body and "seed" not in create.body
     assert create.headers["X-Runway-Version"] == "2025-01-01"
+    assert create.body["duration"] == 10 and isinstance(create.body["duration"], int)
 
 
 def test_image_to_video_without_an_image_is_terminal_and_says_what_to_do(

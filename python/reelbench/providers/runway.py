@@ -144,6 +144,8 @@ class RunwayProvider(HostedProvider):
         if params.get("send_seed", True):
             body["seed"] = request.seed
         body.update({k: v for k, v in params.items() if k not in _OWN_PARAMS})
+        if isinstance(body.get("duration"), float):
+            body["duration"] = int(body["duration"])  # Runway takes whole seconds only
         if task == "image_to_video":
             if not request.image:
                 raise TerminalError(
