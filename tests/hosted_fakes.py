@@ -163,8 +163,9 @@ class _Luma(_Handler):
         if f"known:{job}" not in self.api.polls:
             self._send(404, {"detail": "Generation not found"})
             return
+        first = self.api.polls.get(job, 0) == 0
         if not self.api.job_done(job):
-            self._send(200, self._generation(job, "dreaming"))
+            self._send(200, self._generation(job, "queued" if first else "dreaming"))
         elif self.api.fail_with:
             self._send(200, self._generation(job, "failed", failure_reason=self.api.fail_with))
         else:

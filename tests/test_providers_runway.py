@@ -168,6 +168,33 @@ def test_a_refused_prompt_fails_terminal_with_the_moderation_message(video: Path
     assert "SAFETY.INPUT.TEXT" in (status.error or "")
 
 
+def test_a_cancelled_task_is_retryable_and_an_unknown_status_terminal(
+    video: Path, key: str
+) -> None:
+    with serve_runway(video) as api:
+        request = _request(api.base_url)
+        provider = get_provider("runway")
+        job = provider.submit(request)
+        task = {"id": job, "createdAt": "2026-12-03T12:00:00.000Z"}
+        api.scripted.append((200, {}, task | {"status": "CANCELLED"}))
+        api.scripted.append((200, {}, task | {"status": "EXPLODED"}))
+        cancelled = provider.poll(job, request)
+        with pytest.raises(TerminalError, match="EXPLODED"):
+            provider.poll(job, request)
+    assert cancelled.state == "failed" and cancelled.retryable
+    assert "cancelled" in (cancelled.error or "")
+
+
+def test_an_image_over_runways_data_uri_limit_fails_before_any_request(
+    tmp_path: Path, video: Path, key: str
+) -> None:
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + bytes(4 * 1024 * 1024))  # 5.3 MB once base64-encoded
+    with serve_runway(video) as api, pytest.raises(TerminalError, match="5 MB"):
+        get_provider("runway").submit(_request(api.base_url, str(big)))
+    assert api.received == []
+
+
 def test_an_internal_failure_may_be_retried(video: Path, key: str) -> None:
     with serve_runway(video) as api:
         api.fail_with = "An unexpected error occurred"
