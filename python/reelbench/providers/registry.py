@@ -32,8 +32,10 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
     from reelbench.providers.command import CommandProvider
     from reelbench.providers.fal import FalProvider
     from reelbench.providers.google import GoogleProvider
+    from reelbench.providers.luma import LumaProvider
     from reelbench.providers.openai import OpenAIProvider
     from reelbench.providers.replicate import ReplicateProvider
+    from reelbench.providers.runway import RunwayProvider
     from reelbench.providers.synthetic import SyntheticProvider
 
     return {
@@ -43,6 +45,8 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
         "fal": FalProvider,
         "openai": OpenAIProvider,
         "google": GoogleProvider,
+        "runway": RunwayProvider,
+        "luma": LumaProvider,
     }
 
 
