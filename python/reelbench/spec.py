@@ -266,7 +266,7 @@ def _validate_items(
     return items
 
 
-def _validate_providers(variants: list[VariantSpec], problems: list[str]) -> None:
+def _validate_providers(variants: list[VariantSpec], problems: list[str], base: Path) -> None:
     """Ask the provider registry (if installed) whether each variant makes sense."""
     try:
         providers = importlib.import_module("reelbench.providers")
@@ -279,7 +279,7 @@ def _validate_providers(variants: list[VariantSpec], problems: list[str]) -> Non
         return
     for index, variant in enumerate(variants):
         try:
-            validate(variant.provider, variant.model, dict(variant.params))
+            validate(variant.provider, variant.model, dict(variant.params), workdir=str(base))
         except Exception as exc:  # the registry's own error types vary by provider
             problems.append(f"variants[{index}] ({variant.key}, {variant.provider}): {exc}")
 
@@ -334,7 +334,7 @@ def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> Experimen
             problems.append(
                 f"variants[{index}].params.seed: expected a non-negative integer, got {seed!r}"
             )
-    _validate_providers(spec.variants, problems)
+    _validate_providers(spec.variants, problems, base)
     if problems:
         raise SpecError(where, problems)
     experiment = spec.experiment.model_copy(update={"items_file": items_file})

@@ -37,6 +37,8 @@ class Price:
 BUILTIN_PRICES: tuple[Price, ...] = (
     Price("synthetic", None, 0.0),
     Price("command", None, 0.0),
+    # Runs on the user's own hardware: no per-call charge.
+    Price("comfyui", None, 0.0, read_on="2026-12-03"),
 )
 
 #: Params that name the length of the video in seconds, in the order tried.

@@ -29,6 +29,7 @@ _instances: dict[str, Provider] = {}
 def _builtin_factories() -> dict[str, Callable[[], Provider]]:
     # Imported lazily: the HTTP adapters pull in httpx, which a worker that
     # only runs local providers does not need at import time.
+    from reelbench.providers.comfyui import ComfyUIProvider
     from reelbench.providers.command import CommandProvider
     from reelbench.providers.fal import FalProvider
     from reelbench.providers.replicate import ReplicateProvider
@@ -39,6 +40,7 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
         "command": CommandProvider,
         "replicate": ReplicateProvider,
         "fal": FalProvider,
+        "comfyui": ComfyUIProvider,
     }
 
 
@@ -91,6 +93,17 @@ def get_provider(name: str) -> Provider:
         return provider
 
 
-def validate_variant(provider: str, model: str | None, params: Mapping[str, Any]) -> None:
-    """Check a variant before its runs are queued; ``ValueError`` says what is wrong."""
-    get_provider(provider).validate(model, params)
+def validate_variant(
+    provider: str, model: str | None, params: Mapping[str, Any], workdir: str | None = None
+) -> None:
+    """Check a variant before its runs are queued; ``ValueError`` says what is wrong.
+
+    A provider whose params name files (a workflow, say) may also define
+    ``validate_files(model, params, workdir)``: it is called with the spec's
+    folder, against which those relative paths resolve.
+    """
+    instance = get_provider(provider)
+    instance.validate(model, params)
+    check_files = getattr(instance, "validate_files", None)
+    if check_files is not None:
+        check_files(model, params, workdir)
