@@ -1,0 +1,327 @@
+"""The ``comfyui`` adapter against a local server speaking ComfyUI's API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fake_comfyui import FakeComfy, serve_comfyui, write_outputs
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+from reelbench.cli import main
+from reelbench.db.models import Metric, ProviderCall, Run
+from reelbench.errors import TerminalError
+from reelbench.identity import sha256_file
+from reelbench.providers import GenerationRequest, get_provider
+from reelbench.providers.synthetic import render_video
+from reelbench.spec import SpecError, load_spec
+from reelbench.storage import path_from_uri
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+PLACEHOLDER_WORKFLOW: dict[str, Any] = {
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}, cinematic", "clip": []}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 20}},
+    "9": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "out"}},
+}
+MAPPED_WORKFLOW: dict[str, Any] = {
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": []}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 0, "steps": 20}},
+    "12": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "out"}},
+}
+
+
+@pytest.fixture
+def comfy() -> Iterator[FakeComfy]:
+    with serve_comfyui() as server:
+        yield server
+
+
+@pytest.fixture
+def video(tmp_path: Path) -> Path:
+    path = tmp_path / "served.mp4"
+    params = {"width": 32, "height": 24, "seconds": 0.25, "fps": 8}
+    render_video(GenerationRequest("synthetic", "orbit", params, "x", 1), path)
+    return path
+
+
+def write_png(path: Path, value: int, width: int = 34, height: int = 26) -> Path:
+    """A real PNG file of one flat colour, encoded by PyAV."""
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        pixels = np.full((height, width, 3), value, dtype=np.uint8)
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def workflow_file(folder: Path, workflow: dict[str, Any], name: str = "wf.json") -> Path:
+    path = folder / name
+    path.write_text(json.dumps(workflow))
+    return path
+
+
+def request(comfy: FakeComfy, folder: Path, **params: Any) -> GenerationRequest:
+    return GenerationRequest(
+        "comfyui",
+        None,
+        {"base_url": comfy.base_url, "workflow": "wf.json", **params},
+        "a cat",
+        42,
+        workdir=str(folder),
+    )
+
+
+def run_job(req: GenerationRequest, dest: Path) -> str:
+    provider = get_provider("comfyui")
+    provider.validate(req.model, req.params)
+    job = provider.submit(req)
+    for _ in range(10):
+        status = provider.poll(job, req)
+        if status.state != "running":
+            break
+    assert status.state == "succeeded", status
+    provider.fetch(job, req, dest)
+    return job
+
+
+def test_placeholders_receive_prompt_and_seed_and_the_video_output_is_downloaded(
+    comfy: FakeComfy, tmp_path: Path, video: Path
+) -> None:
+    workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    write_outputs(comfy, "9", "videos", {"clip_00001.mp4": video})
+    comfy.queued_polls = 2  # absent from the history (queued) for two polls
+    dest = tmp_path / "raw.mp4"
+
+    job = run_job(request(comfy, tmp_path), dest)
+
+    assert job == "prompt-1"
+    sent = comfy.prompts[0]
+    assert sent["client_id"]
+    assert sent["prompt"]["6"]["inputs"]["text"] == "a cat, cinematic"
+    assert sent["prompt"]["3"]["inputs"]["seed"] == 42  # a number, not "42"
+    assert sha256_file(dest) == sha256_file(video)
+    assert comfy.uploads == []
+
+
+def test_node_inputs_are_set_and_the_item_image_is_uploaded_first(
+    comfy: FakeComfy, tmp_path: Path, video: Path
+) -> None:
+    workflow_file(tmp_path, MAPPED_WORKFLOW)
+    write_outputs(comfy, "9", "gifs", {"anim.webm": video})
+    image = write_png(tmp_path / "start.png", 200)
+    req = request(
+        comfy,
+        tmp_path,
+        prompt_input="6.text",
+        seed_input="3.seed",
+        image_input="12.image",
+        inputs={"3.steps": 7},
+    )
+    req = GenerationRequest(**{**req.__dict__, "image": str(image)})
+
+    run_job(req, tmp_path / "raw.webm")
+
+    ((name, data, fields),) = comfy.uploads
+    assert data == image.read_bytes()
+    assert fields["type"] == "input"
+    assert name.endswith(".png")
+    inputs = {k: v["inputs"] for k, v in comfy.prompts[0]["prompt"].items()}
+    assert inputs["6"]["text"] == "a cat"
+    assert inputs["3"] == {"seed": 42, "steps": 7}
+    assert inputs["12"]["image"] == name
+    assert comfy.requests.index(("POST", "/upload/image")) < comfy.requests.index(
+        ("POST", "/prompt")
+    )
+
+
+def test_an_image_sequence_becomes_an_mp4_at_the_given_fps(
+    comfy: FakeComfy, tmp_path: Path
+) -> None:
+    workflow_file(tmp_path, MAPPED_WORKFLOW)
+    frames = {f"f_{i:05d}.png": write_png(tmp_path / f"{i}.png", 40 * i) for i in range(5)}
+    write_outputs(comfy, "9", "images", frames)
+    dest = tmp_path / "raw.mp4"
+
+    run_job(request(comfy, tmp_path, prompt_input="6.text", fps=8), dest)
+
+    with av.open(str(dest)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == Fraction(8)
+        decoded = [f.to_ndarray(format="gray") for f in container.decode(stream)]
+    assert len(decoded) == 5
+    assert decoded[0].shape == (26, 34)
+    means = [float(d.mean()) for d in decoded]
+    assert means == sorted(means) and means[-1] - means[0] > 100  # frames kept in order
+
+
+def test_a_workflow_failing_validation_is_terminal_with_the_node_errors(
+    comfy: FakeComfy, tmp_path: Path
+) -> None:
+    workflow = {**PLACEHOLDER_WORKFLOW, "5": {"class_type": "WanVideoSampler", "inputs": {}}}
+    workflow_file(tmp_path, workflow)
+    with pytest.raises(TerminalError) as caught:
+        get_provider("comfyui").submit(request(comfy, tmp_path))
+    message = str(caught.value)
+    assert "Prompt outputs failed validation" in message
+    assert "node 5 (WanVideoSampler)" in message
+    assert "Node class WanVideoSampler not found" in message
+    assert comfy.prompts == []
+
+
+def test_an_execution_error_fails_the_job_with_the_node_exception(
+    comfy: FakeComfy, tmp_path: Path
+) -> None:
+    workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    comfy.fail_with = ("3", "KSampler", "CUDA out of memory")
+    req = request(comfy, tmp_path)
+    provider = get_provider("comfyui")
+    status = provider.poll(provider.submit(req), req)
+    assert status.state == "failed" and not status.retryable
+    assert status.error == "node 3 (KSampler) raised RuntimeError: CUDA out of memory"
+
+
+def test_a_prompt_the_server_no_longer_knows_fails_retryably(
+    comfy: FakeComfy, tmp_path: Path
+) -> None:
+    status = get_provider("comfyui").poll("prompt-77", request(comfy, tmp_path))
+    assert status.state == "failed" and status.retryable
+    assert "no longer knows prompt prompt-77" in (status.error or "")
+
+
+def test_a_finished_prompt_without_video_output_is_terminal(
+    comfy: FakeComfy, tmp_path: Path
+) -> None:
+    workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    comfy.outputs = {"9": {"text": ["hello"]}}
+    req = request(comfy, tmp_path)
+    provider = get_provider("comfyui")
+    job = provider.submit(req)
+    assert provider.poll(job, req).state == "succeeded"
+    with pytest.raises(TerminalError, match="produced no video and no image sequence"):
+        provider.fetch(job, req, tmp_path / "raw.mp4")
+
+
+SPEC = """
+[experiment]
+name = "comfy"
+
+[canonical]
+width = 32
+height = 24
+fps = 8
+crf = 30
+preset = "ultrafast"
+
+[[items]]
+id = "a"
+prompt = "a cat"
+
+[[items]]
+id = "b"
+prompt = "a dog"
+
+[[variants]]
+key = "wan"
+provider = "comfyui"
+model = "wan-test"
+params = {params}
+"""
+
+
+def write_spec(folder: Path, params: str) -> Path:
+    path = folder / "spec.toml"
+    path.write_text(SPEC.format(params=params))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ('{ workflow = "missing.json" }', "workflow file not found"),
+        ('{ workflow = "flows/wf.json", prompt_input = "66.text" }', "has no node '66'"),
+        ('{ workflow = "flows/wf.json", prompt_input = "6.txt" }', "has no input 'txt'"),
+        ('{ workflow = "flows/wf.json", inputs = { "3.stepz" = 5 } }', "has no input 'stepz'"),
+        ('{ workflow = "flows/wf.json" }', "no '{{prompt}}' placeholder"),
+        ('{ workflow = "flows/ui.json" }', "UI format"),
+        ('{ workflow = "flows/bad.json" }', "not valid JSON"),
+        ('{ workflow = "flows/wf.json", prompt_input = "6" }', "must be 'node_id.input_name'"),
+        ('{ workflow = "flows/wf.json", promt_input = "6.text" }', "unknown parameter"),
+    ],
+)
+def test_a_spec_with_a_bad_workflow_is_refused_naming_the_problem(
+    tmp_path: Path, params: str, problem: str
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    workflow_file(flows, MAPPED_WORKFLOW)
+    (flows / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
+    (flows / "bad.json").write_text("{")
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(tmp_path, params))
+    assert problem in str(caught.value)
+
+
+def test_the_example_spec_and_its_workflow_are_valid() -> None:
+    assert load_spec(EXAMPLES / "comfyui" / "wan.toml").run_count() == 4
+
+
+def _invoke(args: list[str], cwd: Path) -> tuple[int, str]:
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_an_experiment_runs_through_the_worker_and_a_rerun_queues_nothing(
+    comfy: FakeComfy, sqlite_url: str, tmp_path: Path
+) -> None:
+    shutil.copytree(EXAMPLES / "comfyui" / "workflows", tmp_path / "workflows")
+    workflow = json.loads((tmp_path / "workflows" / "wan_t2v.json").read_text())
+    comfy.known_classes = {node["class_type"] for node in workflow.values()}
+    frames = {f"wan_{i:05d}_.png": write_png(tmp_path / f"{i}.png", 30 * i) for i in range(6)}
+    write_outputs(comfy, "9", "images", frames)
+    params = (
+        f'{{ workflow = "workflows/wan_t2v.json", fps = 8, base_url = "{comfy.base_url}", '
+        'inputs = { "3.steps" = 4 } }'
+    )
+    spec = write_spec(tmp_path, params)
+    args = ["run", str(spec), "--db", sqlite_url, "--artifacts", str(tmp_path / "art")]
+
+    code, out = _invoke(args, tmp_path)
+    assert code == 0, out
+    assert len(comfy.prompts) == 2
+    sent = {p["prompt"]["6"]["inputs"]["text"] for p in comfy.prompts}
+    assert sent == {"a cat", "a dog"}
+    assert {p["prompt"]["3"]["inputs"]["steps"] for p in comfy.prompts} == {4}
+
+    engine = create_engine(sqlite_url)
+    try:
+        with Session(engine) as session:
+            runs = session.scalars(select(Run)).all()
+            assert [r.status for r in runs] == ["succeeded", "succeeded"]
+            assert all(r.canon_uri for r in runs)
+            assert session.scalar(select(func.count()).select_from(Metric)) > 0
+            calls = session.scalars(select(ProviderCall)).all()
+            assert sorted(c.job_id or "" for c in calls) == ["prompt-1", "prompt-2"]
+        for run in runs:
+            canon = path_from_uri(str(run.canon_uri))
+            with av.open(str(canon)) as container:
+                assert container.streams.video[0].average_rate == Fraction(8)
+
+        code, out = _invoke(args, tmp_path)
+        assert code == 0, out
+        assert len(comfy.prompts) == 2, "the re-run queued no new prompt"
+    finally:
+        engine.dispose()
