@@ -51,6 +51,10 @@ class FakeComfy:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: The Authorization header of each request (None when absent).
+    auth: list[str | None] = field(default_factory=list)
+    #: Responses to give first, whatever the request: (status, headers, body).
+    scripted: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     polls: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,11 +84,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _note(self, method: str, path: str) -> bool:
+        """Record the request; True when a scripted response was sent instead."""
+        with self.comfy.lock:
+            self.comfy.requests.append((method, path))
+            self.comfy.auth.append(self.headers.get("Authorization"))
+            if not self.comfy.scripted:
+                return False
+            status, headers, body = self.comfy.scripted.pop(0)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         body = self._body()
-        with self.comfy.lock:
-            self.comfy.requests.append(("POST", url.path))
+        if self._note("POST", url.path):
+            return
         if url.path == "/prompt":
             self._prompt(json.loads(body))
         elif url.path == "/upload/image":
@@ -147,8 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        with self.comfy.lock:
-            self.comfy.requests.append(("GET", url.path))
+        if self._note("GET", url.path):
+            return
         if url.path.startswith("/history/"):
             self._history(url.path.rsplit("/", 1)[-1])
         elif url.path == "/queue":

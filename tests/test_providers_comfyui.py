@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from reelbench.cli import main
 from reelbench.db.models import Metric, ProviderCall, Run
-from reelbench.errors import TerminalError
+from reelbench.errors import RetryableError, TerminalError
 from reelbench.identity import sha256_file
 from reelbench.providers import GenerationRequest, get_provider
 from reelbench.providers.synthetic import render_video
@@ -151,7 +151,11 @@ def test_an_image_sequence_becomes_an_mp4_at_the_given_fps(
     comfy: FakeComfy, tmp_path: Path
 ) -> None:
     workflow_file(tmp_path, MAPPED_WORKFLOW)
-    frames = {f"f_{i:05d}.png": write_png(tmp_path / f"{i}.png", 40 * i) for i in range(5)}
+    # Odd sizes: H.264 4:2:0 needs even ones, the last row and column are dropped.
+    frames = {
+        f"f_{i:05d}.png": write_png(tmp_path / f"{i}.png", 40 * i, width=35, height=27)
+        for i in range(5)
+    }
     write_outputs(comfy, "9", "images", frames)
     dest = tmp_path / "raw.mp4"
 
@@ -212,6 +216,35 @@ def test_a_finished_prompt_without_video_output_is_terminal(
     assert provider.poll(job, req).state == "succeeded"
     with pytest.raises(TerminalError, match="produced no video and no image sequence"):
         provider.fetch(job, req, tmp_path / "raw.mp4")
+
+
+def test_no_key_is_needed_and_a_set_key_goes_as_bearer_token_only_to_the_server(
+    comfy: FakeComfy, tmp_path: Path, video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    write_outputs(comfy, "9", "videos", {"clip.mp4": video})
+    monkeypatch.delenv("COMFYUI_API_KEY", raising=False)
+    run_job(request(comfy, tmp_path), tmp_path / "a.mp4")
+    assert set(comfy.auth) == {None}
+
+    comfy.auth.clear()
+    monkeypatch.setenv("COMFYUI_API_KEY", "comfy-proxy-secret-9")
+    run_job(request(comfy, tmp_path), tmp_path / "b.mp4")
+    assert set(comfy.auth) == {"Bearer comfy-proxy-secret-9"}
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_throttling_and_server_errors_are_retryable_with_retry_after(
+    comfy: FakeComfy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    monkeypatch.setenv("COMFYUI_API_KEY", "comfy-proxy-secret-9")
+    comfy.scripted.append((status, {"Retry-After": "7"}, {"error": "comfy-proxy-secret-9"}))
+    with pytest.raises(RetryableError) as caught:
+        get_provider("comfyui").submit(request(comfy, tmp_path))
+    assert caught.value.retry_after == 7
+    assert "comfy-proxy-secret-9" not in str(caught.value)
+    assert comfy.prompts == []
 
 
 SPEC = """

@@ -207,7 +207,7 @@ class _ComfyApi(HttpApi):
                 body = response.json()
             except ValueError:
                 body = None
-            if isinstance(body, dict) and ("node_errors" in body or "error" in body):
+            if isinstance(body, dict) and "node_errors" in body:
                 raise TerminalError(self._redact(_describe_rejection(body)))
         super().raise_for_status(response, what)
 
