@@ -56,13 +56,24 @@ class FakeComfy:
     #: Responses to give first, whatever the request: (status, headers, body).
     scripted: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     polls: dict[str, int] = field(default_factory=dict)
+    #: Prompts stay queued until this is set (for kill-while-polling tests).
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.release.set()
 
     def finished(self, prompt_id: str) -> bool:
         """Count a history read; True once the prompt is done."""
         with self.lock:
             self.polls[prompt_id] = self.polls.get(prompt_id, 0) + 1
-            return self.polls[prompt_id] > self.queued_polls
+            return self.release.is_set() and self.polls[prompt_id] > self.queued_polls
+
+    def in_queue(self, prompt_id: str) -> bool:
+        """The prompt was queued and has not finished yet."""
+        with self.lock:
+            done = self.release.is_set() and self.polls.get(prompt_id, 0) > self.queued_polls
+        return not done
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -227,11 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _queue(self) -> None:
         with self.comfy.lock:
-            pending = [
-                [n, f"prompt-{n}", {}, {}, []]
-                for n in range(1, len(self.comfy.prompts) + 1)
-                if self.comfy.polls.get(f"prompt-{n}", 0) <= self.comfy.queued_polls
-            ]
+            count = len(self.comfy.prompts)
+        ids = [f"prompt-{n}" for n in range(1, count + 1)]
+        pending = [[n, i, {}, {}, []] for n, i in enumerate(ids, 1) if self.comfy.in_queue(i)]
         self._send(200, {"queue_running": [], "queue_pending": pending})
 
 
@@ -247,6 +256,7 @@ def serve_comfyui() -> Iterator[FakeComfy]:
     try:
         yield comfy
     finally:
+        comfy.release.set()
         server.shutdown()
         server.server_close()
         thread.join()

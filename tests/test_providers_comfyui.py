@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fake_comfyui import FakeComfy, serve_comfyui, write_outputs
-from sqlalchemy import create_engine, func, select
+from processor_support import Lab
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from reelbench.cli import main
@@ -358,3 +364,73 @@ def test_an_experiment_runs_through_the_worker_and_a_rerun_queues_nothing(
         assert len(comfy.prompts) == 2, "the re-run queued no new prompt"
     finally:
         engine.dispose()
+
+
+WORKER = """
+import sys
+from pathlib import Path
+from reelbench.call_cache import CallPolicy
+from reelbench.context import build_context
+from reelbench.db.engine import open_database
+from reelbench.processor import RunProcessor
+
+url, run_id, attempt, artifacts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+db = open_database(url)
+with db.sessions() as session:
+    ctx = build_context(session, run_id, attempt, worker_id="doomed", artifact_root=Path(artifacts))
+with db.sessions() as session:
+    RunProcessor(policy=CallPolicy(poll_initial=0.05, poll_max=0.05)).process(ctx, session)
+"""
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_while_polling_is_followed_by_one_polling_the_same_prompt(
+    comfy: FakeComfy, database_url: str, tmp_path: Path, video: Path
+) -> None:
+    lab = Lab.open(database_url, tmp_path / "artifacts")
+    try:
+        workflow = workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+        write_outputs(comfy, "9", "videos", {"clip.mp4": video})
+        comfy.release.clear()  # the prompt stays queued until released
+        params = {"base_url": comfy.base_url, "workflow": str(workflow)}
+        variant = {"key": "wan", "provider": "comfyui", "params": params}
+        (ctx,) = lab.claim(lab.submit("e", [variant]))
+        script = tmp_path / "worker.py"
+        script.write_text(WORKER)
+        doomed = subprocess.Popen(
+            [sys.executable, str(script), lab.db.url, str(ctx.run_id), str(ctx.attempt),
+             str(lab.artifacts)],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+        def polled() -> bool:
+            assert doomed.poll() is None, doomed.stderr.read() if doomed.stderr else ""
+            return any(path.startswith("/history/") for _, path in comfy.requests)
+
+        _wait_for(polled)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        if doomed.stderr:
+            doomed.stderr.close()
+        with lab.db.sessions() as session:
+            session.execute(
+                update(Run).where(Run.id == ctx.run_id).values(lease_expires_at=Run.created_at)
+            )
+            session.commit()
+        (again,) = lab.claim(ctx.experiment_id)
+        assert again.attempt == ctx.attempt + 1
+        comfy.release.set()
+        lab.process(again)
+
+        assert len(comfy.prompts) == 1, "the stored prompt was polled, not queued again"
+        with lab.db.sessions() as session:
+            call = session.scalars(select(ProviderCall)).one()
+            assert (call.status, call.job_id) == ("succeeded", "prompt-1")
+    finally:
+        lab.db.dispose()
