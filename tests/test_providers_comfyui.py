@@ -29,6 +29,7 @@ from reelbench.db.models import Metric, ProviderCall, Run
 from reelbench.errors import RetryableError, TerminalError
 from reelbench.identity import sha256_file
 from reelbench.providers import GenerationRequest, get_provider
+from reelbench.providers.comfyui import ComfyUIProvider
 from reelbench.providers.synthetic import render_video
 from reelbench.spec import SpecError, load_spec
 from reelbench.storage import path_from_uri
@@ -313,6 +314,30 @@ def test_a_spec_with_a_bad_workflow_is_refused_naming_the_problem(
     assert problem in str(caught.value)
 
 
+def test_the_spec_pins_the_workflow_content_so_an_edit_is_a_new_variant(tmp_path: Path) -> None:
+    workflow = workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    spec = write_spec(tmp_path, '{ workflow = "wf.json" }')
+    first = load_spec(spec)
+    (variant,) = first.variants
+    assert variant.params["workflow_sha256"] == sha256_file(workflow)
+
+    edited = {**PLACEHOLDER_WORKFLOW, "3": {"class_type": "KSampler", "inputs": {"seed": 1}}}
+    workflow_file(tmp_path, edited)
+    second = load_spec(spec)
+    assert second.variants[0].params["workflow_sha256"] == sha256_file(workflow)
+    assert second.hash() != first.hash()
+
+
+def test_a_run_refuses_a_workflow_edited_after_submission(comfy: FakeComfy, tmp_path: Path) -> None:
+    workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+    pinned = ComfyUIProvider().pin_params(None, {"workflow": "wf.json"}, str(tmp_path))
+    workflow_file(tmp_path, {**PLACEHOLDER_WORKFLOW, "7": PLACEHOLDER_WORKFLOW["6"]})
+    req = request(comfy, tmp_path, workflow_sha256=pinned["workflow_sha256"])
+    with pytest.raises(TerminalError, match="was edited after the experiment was submitted"):
+        get_provider("comfyui").submit(req)
+    assert comfy.prompts == []
+
+
 def test_the_example_spec_and_its_workflow_are_valid() -> None:
     assert load_spec(EXAMPLES / "comfyui" / "wan.toml").run_count() == 4
 
@@ -354,6 +379,7 @@ def test_an_experiment_runs_through_the_worker_and_a_rerun_queues_nothing(
             assert session.scalar(select(func.count()).select_from(Metric)) > 0
             calls = session.scalars(select(ProviderCall)).all()
             assert sorted(c.job_id or "" for c in calls) == ["prompt-1", "prompt-2"]
+            assert all(c.request["params"]["workflow_sha256"] for c in calls)
         for run in runs:
             canon = path_from_uri(str(run.canon_uri))
             with av.open(str(canon)) as container:

@@ -65,6 +65,7 @@ _KNOWN = (
     "fps",
     "base_url",
     "max_download_bytes",
+    "workflow_sha256",
 )
 _MAX_MESSAGE = 1500
 
@@ -265,6 +266,7 @@ class ComfyUIProvider:
         "fps": (DEFAULT_FPS, "frame rate of an image-sequence output"),
         "base_url": (DEFAULT_BASE_URL, "ComfyUI server (or COMFYUI_BASE_URL)"),
         "max_download_bytes": (DEFAULT_MAX_DOWNLOAD_BYTES, "cap on each downloaded file"),
+        "workflow_sha256": (None, "set when the spec is loaded: the workflow's SHA-256"),
     }
 
     def __init__(self) -> None:
@@ -328,6 +330,28 @@ class ComfyUIProvider:
         except ValueError as exc:
             raise ValueError(f"provider 'comfyui': {exc}") from None
 
+    def pin_params(
+        self, model: str | None, params: Mapping[str, Any], workdir: str | None
+    ) -> dict[str, Any]:
+        """The params plus ``workflow_sha256``, the workflow file's content hash.
+
+        Pinned when the spec is loaded: an edited workflow is another variant
+        (and another cache key), and a run refuses a file edited since.
+        """
+        out = dict(params)
+        if not Path(str(params["workflow"])).expanduser().is_absolute() and not workdir:
+            return out
+        path = self._workflow_path(params, workdir)
+        digest = sha256_file(path)
+        given = params.get("workflow_sha256")
+        if given is not None and given != digest:
+            raise ValueError(
+                f"provider 'comfyui': workflow {path} does not match workflow_sha256 "
+                f"(file {digest[:12]}..., spec {str(given)[:12]}...)"
+            )
+        out["workflow_sha256"] = digest
+        return out
+
     @staticmethod
     def _workflow_path(params: Mapping[str, Any], workdir: str | None) -> Path:
         path = Path(str(params["workflow"])).expanduser()
@@ -339,6 +363,13 @@ class ComfyUIProvider:
 
     def _workflow(self, request: GenerationRequest) -> dict[str, Any]:
         path = self._workflow_path(request.params, request.workdir)
+        pinned = request.params.get("workflow_sha256")
+        if pinned is not None and path.is_file() and sha256_file(path) != pinned:
+            raise TerminalError(
+                f"comfyui: workflow {path} was edited after the experiment was submitted; "
+                "its runs would not match the spec. Give the variant a new key (or restore "
+                "the file) and submit again"
+            )
         try:
             workflow = load_workflow(path)
             check_workflow(workflow, request.params, f"workflow {path}")

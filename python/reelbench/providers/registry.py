@@ -18,7 +18,13 @@ from typing import Any
 
 from reelbench.providers.base import Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "available_providers", "get_provider", "validate_variant"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "available_providers",
+    "get_provider",
+    "pinned_params",
+    "validate_variant",
+]
 
 ENTRY_POINT_GROUP = "reelbench.providers"
 
@@ -107,3 +113,17 @@ def validate_variant(
     check_files = getattr(instance, "validate_files", None)
     if check_files is not None:
         check_files(model, params, workdir)
+
+
+def pinned_params(
+    provider: str, model: str | None, params: Mapping[str, Any], workdir: str | None
+) -> dict[str, Any]:
+    """The variant's params with what its provider pins at spec time.
+
+    A provider whose output depends on a file the params only name (a
+    workflow) defines ``pin_params(model, params, workdir)`` returning the
+    params plus that file's content hash: the variant's identity, and with it
+    the provider-call cache key, then change when the file does.
+    """
+    pin = getattr(get_provider(provider), "pin_params", None)
+    return dict(pin(model, params, workdir)) if pin is not None else dict(params)
