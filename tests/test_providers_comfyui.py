@@ -254,6 +254,19 @@ def test_throttling_and_server_errors_are_retryable_with_retry_after(
     assert comfy.prompts == []
 
 
+def test_providers_command_describes_comfyui_as_free_keyless_and_seeded() -> None:
+    result = CliRunner().invoke(main, ["providers", "comfyui", "--json"])
+    assert result.exit_code == 0, result.output
+    (doc,) = json.loads(result.stdout)["providers"]
+    assert doc["key_env"] == [] and doc["key_ready"] is True
+    assert doc["honours_seed"] is True and doc["accepts_idempotency_key"] is False
+    assert doc["params"]["base_url"]["default"] == "http://127.0.0.1:8188"
+    assert {"workflow", "prompt_input", "seed_input", "image_input", "inputs", "fps"} <= set(
+        doc["params"]
+    )
+    assert [(p["model"], p["usd_per_second"]) for p in doc["prices"]] == [(None, 0.0)]
+
+
 SPEC = """
 [experiment]
 name = "comfy"

@@ -34,9 +34,21 @@ class Price:
 
 
 #: Built-in prices; providers with their own entries add them here.
+#: Hosted prices are list prices per second of output at the default size
+#: (docs/providers.md says where each was read and what it does not cover).
 BUILTIN_PRICES: tuple[Price, ...] = (
     Price("synthetic", None, 0.0),
     Price("command", None, 0.0),
+    # OpenAI: sora-2 at 720p; sora-2-pro at 720x1280/1280x720 (its 1024x1792
+    # and 1792x1024 sizes cost 0.50/s: override with [[prices]]).
+    Price("openai", "sora-2", 0.10, read_on="2026-12-03"),
+    Price("openai", "sora-2-pro", 0.30, read_on="2026-12-03"),
+    # Google, Gemini API paid tier, 720p/1080p with audio where the model has it.
+    Price("google", "veo-3.1-generate-preview", 0.40, read_on="2026-12-03"),
+    Price("google", "veo-3.1-fast-generate-preview", 0.15, read_on="2026-12-03"),
+    Price("google", "veo-3.0-generate-001", 0.40, read_on="2026-12-03"),
+    Price("google", "veo-3.0-fast-generate-001", 0.15, read_on="2026-12-03"),
+    Price("google", "veo-2.0-generate-001", 0.35, read_on="2026-12-03"),
     # Runs on the user's own hardware: no per-call charge.
     Price("comfyui", None, 0.0, read_on="2026-12-03"),
 )

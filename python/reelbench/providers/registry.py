@@ -38,6 +38,8 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
     from reelbench.providers.comfyui import ComfyUIProvider
     from reelbench.providers.command import CommandProvider
     from reelbench.providers.fal import FalProvider
+    from reelbench.providers.google import GoogleProvider
+    from reelbench.providers.openai import OpenAIProvider
     from reelbench.providers.replicate import ReplicateProvider
     from reelbench.providers.synthetic import SyntheticProvider
 
@@ -46,6 +48,8 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
         "command": CommandProvider,
         "replicate": ReplicateProvider,
         "fal": FalProvider,
+        "openai": OpenAIProvider,
+        "google": GoogleProvider,
         "comfyui": ComfyUIProvider,
     }
 
