@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,14 +21,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fake_comfyui import FakeComfy, serve_comfyui, write_outputs
-from processor_support import Lab
+from processor_support import FAST, Lab
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from reelbench.cli import main
-from reelbench.db.models import Metric, ProviderCall, Run
+from reelbench.db.models import Base, Metric, ProviderCall, Run
 from reelbench.errors import RetryableError, TerminalError
 from reelbench.identity import sha256_file
+from reelbench.processor import RunProcessor
 from reelbench.providers import GenerationRequest, get_provider
 from reelbench.providers.comfyui import ComfyUIProvider
 from reelbench.providers.synthetic import render_video
@@ -471,5 +473,51 @@ def test_a_worker_killed_while_polling_is_followed_by_one_polling_the_same_promp
         with lab.db.sessions() as session:
             call = session.scalars(select(ProviderCall)).one()
             assert (call.status, call.job_id) == ("succeeded", "prompt-1")
+    finally:
+        lab.db.dispose()
+
+
+def test_the_optional_key_reaches_no_table_artifact_log_or_error(
+    comfy: FakeComfy,
+    sqlite_url: str,
+    tmp_path: Path,
+    video: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "comfy-proxy-key-5e1f"
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("COMFYUI_API_KEY", secret)
+    lab = Lab.open(sqlite_url, tmp_path / "artifacts")
+    try:
+        workflow = workflow_file(tmp_path, PLACEHOLDER_WORKFLOW)
+        write_outputs(comfy, "9", "videos", {"clip.mp4": video})
+        # The refused prompt's error echoes the key, as a proxy in front might.
+        rejection = {"error": f"token {secret} refused", "node_errors": {}}
+        comfy.scripted.append((400, {}, rejection))
+        params = {"base_url": comfy.base_url, "workflow": str(workflow)}
+        variants = [
+            {"key": "refused", "provider": "comfyui", "params": params},
+            {"key": "fine", "provider": "comfyui", "params": {**params, "fps": 12}},
+        ]
+        contexts = sorted(lab.claim(lab.submit("secrets", variants)), key=lambda c: c.run_id)
+        with lab.db.sessions() as session, pytest.raises(TerminalError) as info:
+            RunProcessor(policy=FAST).process(contexts[0], session)
+        lab.process(contexts[1])
+
+        assert set(comfy.auth) == {f"Bearer {secret}"}
+        assert "[redacted] refused" in str(info.value)
+        stored: list[str] = []
+        with lab.db.engine.connect() as conn:
+            for table in Base.metadata.sorted_tables:
+                stored.extend(repr(tuple(row)) for row in conn.execute(table.select()))
+        for path in lab.artifacts.rglob("*"):
+            if path.is_file():
+                stored.append(path.read_bytes().decode("latin-1"))
+        everything = "\n".join(stored)
+        assert "[redacted] refused" in everything, "the refusal was recorded, key removed"
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        for text in (everything, logged, str(info.value)):
+            assert secret not in text
     finally:
         lab.db.dispose()
