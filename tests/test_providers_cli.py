@@ -69,7 +69,9 @@ def test_json_lists_every_provider_with_key_set_flags(
     monkeypatch.setenv("GEMINI_API_KEY", "gm-key")
     monkeypatch.setenv("FAL_KEY", "   ")  # blank counts as not set
     doc = _providers_json()
-    assert set(doc) == {"synthetic", "command", "replicate", "fal", "openai", "google", "echo"}
+    assert set(doc) == {
+        "synthetic", "command", "replicate", "fal", "openai", "google", "comfyui", "echo"
+    }  # fmt: skip
     flags = {name: [(k["name"], k["set"]) for k in p["key_env"]] for name, p in doc.items()}
     assert flags == {
         "synthetic": [],
@@ -78,11 +80,12 @@ def test_json_lists_every_provider_with_key_set_flags(
         "fal": [("FAL_KEY", False)],
         "openai": [("OPENAI_API_KEY", True)],
         "google": [("GOOGLE_API_KEY", False), ("GEMINI_API_KEY", True)],
+        "comfyui": [],
         "echo": [("ECHO_TOKEN", False)],
     }
     ready = {name: p["key_ready"] for name, p in doc.items()}
     assert ready == {"synthetic": True, "command": True, "replicate": False, "fal": False,
-                     "openai": True, "google": True, "echo": False}  # fmt: skip
+                     "openai": True, "google": True, "comfyui": True, "echo": False}  # fmt: skip
     assert doc["echo"]["builtin"] is False and doc["openai"]["builtin"] is True
     assert doc["echo"]["params"] == {"loud": {"default": False, "description": "shout"}}
     seeds = {name: p["honours_seed"] for name, p in doc.items()}

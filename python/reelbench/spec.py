@@ -336,22 +336,35 @@ def _validate_items(
     return items
 
 
-def _validate_providers(variants: list[VariantSpec], problems: list[str]) -> None:
-    """Ask the provider registry (if installed) whether each variant makes sense."""
+def _validate_providers(
+    variants: list[VariantSpec], problems: list[str], base: Path
+) -> list[VariantSpec]:
+    """Ask the provider registry (if installed) whether each variant makes sense.
+
+    Returns the variants with the params their providers pin (the content hash
+    of a file the params name, say), so that identity follows the file.
+    """
     try:
         providers = importlib.import_module("reelbench.providers")
     except ModuleNotFoundError as exc:
         if exc.name in ("reelbench.providers", "reelbench"):
-            return
+            return variants
         raise
     validate = getattr(providers, "validate_variant", None)
+    pin = getattr(providers, "pinned_params", None)
     if validate is None:
-        return
+        return variants
+    pinned = []
     for index, variant in enumerate(variants):
         try:
-            validate(variant.provider, variant.model, dict(variant.params))
+            validate(variant.provider, variant.model, dict(variant.params), workdir=str(base))
+            if pin is not None:
+                params = pin(variant.provider, variant.model, dict(variant.params), str(base))
+                variant = variant.model_copy(update={"params": params})
         except Exception as exc:  # the registry's own error types vary by provider
             problems.append(f"variants[{index}] ({variant.key}, {variant.provider}): {exc}")
+        pinned.append(variant)
+    return pinned
 
 
 def _validate_plugins(names: Sequence[str], problems: list[str]) -> None:
@@ -421,12 +434,12 @@ def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> Experimen
             problems.append(
                 f"variants[{index}].params.seed: expected a non-negative integer, got {seed!r}"
             )
-    _validate_providers(spec.variants, problems)
+    variants = _validate_providers(spec.variants, problems, base)
     _validate_plugins(spec.metrics.plugins, problems)
     if problems:
         raise SpecError(where, problems)
     experiment = spec.experiment.model_copy(update={"items_file": items_file})
-    return spec.model_copy(update={"items": items, "experiment": experiment})
+    return spec.model_copy(update={"items": items, "experiment": experiment, "variants": variants})
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

@@ -61,6 +61,8 @@ BUILTIN_PRICES: tuple[Price, ...] = (
     # (ray-2 about $0.71 and ray-flash-2 about $0.24 for 5 s).
     Price("luma", "ray-2", 0.142, read_on="2026-12-03"),
     Price("luma", "ray-flash-2", 0.048, read_on="2026-12-03"),
+    # Runs on the user's own hardware: no per-call charge.
+    Price("comfyui", None, 0.0, read_on="2026-12-03"),
 )
 
 #: Params that name the length of the video in seconds, in the order tried.
