@@ -410,3 +410,35 @@ def test_the_vote_cache_matches_load_votes(database_url: str, tmp_path: Path) ->
         current = cache.current(cached, judgeable_runs(session, fx.experiment_id))
         assert [v.vote_uid for v in current] == [v.vote_uid for v in stored if not v.stale]
         assert len(current) < len(cached)
+
+
+def test_the_judge_page_shows_the_items_input_image_by_item_id(
+    served: tuple[str, str, Fixture], tmp_path: Path
+) -> None:
+    base, url, fx = served
+    picture = tmp_path / "input.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not decoded by the server" * 4)
+    for session in _db(url):
+        session.execute(
+            Item.__table__.update()
+            .where(Item.experiment_id == fx.experiment_id)
+            .values(image_path=str(picture))
+        )
+        session.commit()
+        item_ids = list(
+            session.scalars(select(Item.id).where(Item.experiment_id == fx.experiment_id))
+        )
+    with httpx.Client(base_url=base, follow_redirects=True, timeout=20) as client:
+        page = client.post("/rater", data={"rater": "bo", "next": f"/judge/{fx.experiment_id}"})
+        shown = re.search(r'<img class="input" src="/image/(\d+)"', page.text)
+        assert shown is not None and int(shown[1]) in item_ids
+        assert str(picture) not in page.text and "input.png" not in page.text
+        served_image = client.get(f"/image/{shown[1]}")
+        assert served_image.status_code == 200
+        assert served_image.headers["content-type"] == "image/png"
+        assert served_image.content == picture.read_bytes()
+        assert client.get("/image/987654").status_code == 404
+        picture.unlink()
+        assert client.get(f"/image/{shown[1]}").status_code == 404
+        again = client.get(f"/judge/{fx.experiment_id}")
+        assert '<img class="input"' not in again.text

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import mimetypes
 import os
 import random
 import re
@@ -56,6 +57,7 @@ from reelbench.serve.queries import (
     compare_choice,
     experiment_report,
     experiments_progress,
+    image_path,
     pick_videos,
     reference_path,
 )
@@ -309,12 +311,14 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
                     body=Markup("<p>No item has two variants with videos yet.</p>")))  # fmt: skip
             item = session.get(Item, pair.left.item_id)
             prompt = item.prompt if item else ""
+            image_item = item.id if item is not None and image_path(session, item) else None
         tok = signer.sign(
             f"{experiment_id}:{pair.left.run_id}:{pair.right.run_id}:"
             f"{pair.left.canon_sha256}:{pair.right.canon_sha256}:{secrets.token_hex(8)}"
         )
         message = request.query_params.get("m", "")[:200]
         return page("judge", "JUDGE", prompt=prompt, token=tok, experiment=experiment,
+                    image_item=image_item,
                     csrf=csrf_for(rater), rater=rater, message=message,
                     scripts=["judge.js"])  # fmt: skip
 
@@ -402,6 +406,16 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
             path = reference_path(session, item) if item is not None else None
         return _range_response(path, request) if path else not_found("video")
 
+    def image(request: Request) -> Response:
+        # By item id only: the path comes from the database, never the URL.
+        with sessions() as session:
+            item = session.get(Item, int(request.path_params["item_id"]))
+            path = image_path(session, item) if item is not None else None
+        if path is None:
+            return not_found("image")
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Response(path.read_bytes(), media_type=media)
+
     async def static_file(request: Request) -> Response:
         found = static.get(request.path_params["name"])
         if found is None:
@@ -429,6 +443,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
             Route("/judge/{experiment_id:int}/vote", vote, methods=["POST"]),
             Route("/video/{artifact_id:int}", video),
             Route("/reference/{item_id:int}", reference),
+            Route("/image/{item_id:int}", image),
             Route("/pair/{token}/{side}", pair_video),
             Route("/static/{name}", static_file),
         ],

@@ -100,6 +100,8 @@ NAME = """<h1>Who is judging?</h1><form method="post" action="/rater">
 <button type="submit">Start</button></form>"""
 
 JUDGE = """<h1>Which video is better?</h1><p class="prompt">{{ prompt }}</p>
+{% if image_item %}<p><img class="input" src="/image/{{ image_item }}" alt="the input image"
+style="max-height: 200px"></p>{% endif %}
 <div style="display: flex; gap: 1em">
 <video id="left" src="/pair/{{ token }}/left" autoplay loop muted playsinline controls></video>
 <video id="right" src="/pair/{{ token }}/right" autoplay loop muted playsinline controls></video>

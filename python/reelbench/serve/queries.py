@@ -163,6 +163,14 @@ def reference_path(session: Session, item: Item) -> Path | None:
     return Path(found) if found else None
 
 
+def image_path(session: Session, item: Item) -> Path | None:
+    """The file of an item's input image (image-to-video); None without one."""
+    exp = session.get(Experiment, item.experiment_id)
+    spec_dir = Path(exp.spec_path).parent if exp is not None and exp.spec_path else None
+    found = item_file(item.image_path, spec_dir)
+    return Path(found) if found and Path(found).is_file() else None
+
+
 @dataclass(frozen=True)
 class CompareVideo:
     """One player of the compare page."""
