@@ -70,9 +70,9 @@ def experiment_through_the_worker(
     """Two items (with and without an image) through a real worker, then a re-run.
 
     Every run ends with a canonical video and metrics; the provider calls are
-    stored with their job ids and no invented cost (these APIs report none:
-    the price table gives ``price_usd``); the re-run is served from the
-    provider-call cache without a single new request.
+    stored with their job ids and the price table's cost, ``price_usd`` (these
+    APIs report none); the re-run is served from the provider-call cache
+    without a single new request.
     """
     items = [
         {"id": "still", "prompt": "a cat surfing", "image": str(image)},
@@ -92,7 +92,8 @@ def experiment_through_the_worker(
         calls = session.scalars(select(ProviderCall)).all()
         assert len(calls) == 2
         assert all(c.status == "succeeded" and c.job_id for c in calls)
-        assert all(c.cost is None for c in calls), "the API reports no cost; none is made up"
+        # The API reports no cost: each call records the price table's estimate.
+        assert [c.cost for c in calls] == [pytest.approx(price_usd)] * 2
     params = variant["params"]
     assert estimate_usd(variant["provider"], variant["model"], params) == price_usd
 

@@ -70,7 +70,8 @@ def test_json_lists_every_provider_with_key_set_flags(
     monkeypatch.setenv("FAL_KEY", "   ")  # blank counts as not set
     doc = _providers_json()
     assert set(doc) == {
-        "synthetic", "command", "replicate", "fal", "openai", "google", "comfyui", "echo"
+        "synthetic", "command", "replicate", "fal", "openai", "google", "runway", "luma",
+        "comfyui", "echo",
     }  # fmt: skip
     flags = {name: [(k["name"], k["set"]) for k in p["key_env"]] for name, p in doc.items()}
     assert flags == {
@@ -80,16 +81,20 @@ def test_json_lists_every_provider_with_key_set_flags(
         "fal": [("FAL_KEY", False)],
         "openai": [("OPENAI_API_KEY", True)],
         "google": [("GOOGLE_API_KEY", False), ("GEMINI_API_KEY", True)],
+        "runway": [("RUNWAYML_API_SECRET", False)],
+        "luma": [("LUMAAI_API_KEY", False)],
         "comfyui": [],
         "echo": [("ECHO_TOKEN", False)],
     }
     ready = {name: p["key_ready"] for name, p in doc.items()}
     assert ready == {"synthetic": True, "command": True, "replicate": False, "fal": False,
-                     "openai": True, "google": True, "comfyui": True, "echo": False}  # fmt: skip
+                     "openai": True, "google": True, "runway": False, "luma": False,
+                     "comfyui": True, "echo": False}  # fmt: skip
     assert doc["echo"]["builtin"] is False and doc["openai"]["builtin"] is True
     assert doc["echo"]["params"] == {"loud": {"default": False, "description": "shout"}}
     seeds = {name: p["honours_seed"] for name, p in doc.items()}
     assert seeds["synthetic"] and not seeds["openai"] and not seeds["google"]
+    assert seeds["runway"] and not seeds["luma"] and seeds["comfyui"]
     assert not seeds["echo"]
 
 
