@@ -101,6 +101,7 @@ class Lab:
         items: list[dict[str, Any]] | None = None,
         canonical: dict[str, Any] | None = None,
         retry: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
     ) -> int:
         """Submit a spec; return the experiment id."""
         spec = parse_spec(
@@ -108,6 +109,7 @@ class Lab:
                 "experiment": {"name": name},
                 "canonical": canonical or SMALL_CANONICAL,
                 "retry": retry or {},
+                "metrics": metrics or {},
                 "items": items or [{"id": "cat", "prompt": "a cat surfing"}],
                 "variants": variants,
             }

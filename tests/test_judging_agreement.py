@@ -162,3 +162,28 @@ def test_selection_prefers_close_ratings_and_least_judged_repeat() -> None:
 
 def test_selection_with_nothing_to_compare() -> None:
     assert select_pair(_runs(2, "a"), []) is None
+
+
+def test_agreement_reads_motion_and_plugin_metrics() -> None:
+    """People prefer the clip that moves and stays steady; a plugin's output is read as given."""
+    motion = {"a": 6.0, "b": 3.0, "c": 0.2}
+    warp = {"a": 0.5, "b": 1.5, "c": 4.0}  # lower is steadier
+    color = {"a": 40.0, "b": 30.0, "c": 20.0}  # a plugin output
+    run_of = {"a": 1, "b": 2, "c": 3}
+    per_variant = {
+        k: {"motion_mean": motion[k], "warp_error": warp[k], "colorfulness": color[k]}
+        for k in run_of
+    }
+    run_metrics = {run_of[k]: per_variant[k] for k in run_of}
+    pairs = [("a", "b"), ("b", "c"), ("a", "c")]
+    votes = [
+        vote(hi, lo, "left", left_run=run_of[hi], right_run=run_of[lo], n=n)
+        for n, (hi, lo) in enumerate(pairs[i % 3] for i in range(30))
+    ]
+    ratings = compute_ratings(votes, bootstrap=0)
+    names = ["motion_mean", "warp_error", "colorfulness"]
+    rows = {m.metric: m for m in metric_agreement(votes, ratings, run_metrics, per_variant, names)}
+    assert rows["motion_mean"].accuracy == pytest.approx(1.0) and rows["motion_mean"].direction == 1
+    assert rows["warp_error"].accuracy == pytest.approx(1.0) and rows["warp_error"].direction == -1
+    assert not rows["warp_error"].assumed_direction
+    assert rows["colorfulness"].assumed_direction and rows["colorfulness"].accuracy == 1.0

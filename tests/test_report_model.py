@@ -104,6 +104,22 @@ def test_seed_check_tells_reproducible_from_not_and_from_untested(report: Report
     assert (verdicts["gamma"].checked, verdicts["gamma"].matched) == (1, 0)
 
 
+def test_seed_check_names_providers_whose_api_takes_no_seed(report: Report) -> None:
+    # gamma's runs differ; had they come from an API without seeds (Sora, Luma),
+    # the verdict says so instead of blaming the seed.
+    gamma = next(v for v in report.variants if v.key == "gamma")
+    as_sora = build_report(
+        report.experiment,
+        [replace(r, provider="openai") if r.variant_key == "gamma" else r for r in report.runs],
+    )
+    seeded = {v.variant: v for v in report.seed_verdicts}
+    unseeded = {v.variant: v for v in as_sora.seed_verdicts}
+    assert gamma.provider != "openai" and seeded["gamma"].verdict == "not reproducible"
+    assert unseeded["gamma"].verdict == "seed ignored"
+    assert "the openai API takes no seed" in unseeded["gamma"].explanation
+    assert unseeded["beta"].verdict == "reproducible"
+
+
 def test_seed_check_does_not_count_a_shared_cached_call_as_evidence(report: Report) -> None:
     city = [c for c in report.seed_checks if c.variant == "beta" and c.item == "city"]
     assert len(city) == 1

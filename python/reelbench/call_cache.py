@@ -16,6 +16,19 @@ source of truth:
 * the job id is stored right after ``submit`` returns; whoever takes the row
   over polls that job instead of submitting again (resume after a crash).
 * ``failed``: not a cache entry; the next taker submits afresh.
+* ``submitting``: the submit intent, committed (with a client-generated
+  idempotency key and the budget reservation, see ``db/admission.py``)
+  before the provider is called. A call found ``submitting`` with no job id
+  was cut off between the provider's answer and the record of its job id: a
+  job may exist and be billed. A provider that takes idempotency keys is
+  sent the same submit with the same key (it starts no second job);
+  otherwise ``on_uncertain_submit`` decides: ``fail`` (default: the run
+  fails terminal, saying so) or ``resubmit``. A call whose price is zero
+  (a local program: ``synthetic``, ``command``) is simply made again.
+
+Before a submit, fleet-wide limits and the experiment's budget are checked
+(``db/admission.py``): "not now" raises :class:`reelbench.errors.Deferred`
+and the call row is left for the next taker, no attempt used.
 
 A run whose variant opts out of the cache (``cache = false``) still records
 its call, under a key salted with its run id: it never shares a call with
@@ -33,8 +46,11 @@ so workers' clocks need not agree.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,13 +62,17 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from reelbench.db import admission as adm
+from reelbench.db import limits
+from reelbench.db.budget import release_call
 from reelbench.db.claim import sql_later, sql_now
 from reelbench.db.engine import read_transaction
 from reelbench.db.models import ProviderCall
 from reelbench.db.retry import retry_db
-from reelbench.errors import LeaseLost, RetryableError, RunError, TerminalError
+from reelbench.errors import Deferred, LeaseLost, RetryableError, RunError, TerminalError
 from reelbench.identity import spec_hash
 from reelbench.providers.base import GenerationRequest, Provider
+from reelbench.providers.pricing import estimate_usd
 from reelbench.storage import ArtifactStore
 
 __all__ = [
@@ -110,6 +130,10 @@ def request_hash(record: dict[str, Any]) -> str:
     """The cache key of a request record."""
     return spec_hash(record)
 
+
+log = logging.getLogger("reelbench.calls")
+
+_IN_FLIGHT = ("pending", "submitting", "submitted")
 
 _CALLS = ProviderCall.__table__
 # Built once (this read runs once per run): plain columns, read fresh each time.
@@ -178,12 +202,15 @@ class ProviderCallCache:
         use_cache: bool = True,
         stop: threading.Event | None = None,
         fence: Callable[[], None] | None = None,
+        paid: adm.PaidCallPolicy | None = None,
     ) -> RawOutput:
         """Return the raw video for ``request``: cached, awaited, resumed or fetched now.
 
         ``raw_path`` is where a fresh result is written (atomically, after
         ``fence()``, which raises :class:`LeaseLost` when the run changed
         hands). Provider errors are re-raised after the row is updated.
+        ``paid``: the experiment's limits/budget context; without it no
+        limit or budget applies and the cost is what the provider reports.
         """
         record = request_record(request, image_sha256)
         if not use_cache:
@@ -228,7 +255,8 @@ class ProviderCallCache:
                     continue
                 try:
                     return self._make_call(session, provider, request, call_id, None, run_id,
-                                           attempt, raw_path, stop, fence)  # fmt: skip
+                                           attempt, raw_path, stop, fence,
+                                           _Call(paid=paid))  # fmt: skip
                 except CallTakenOver:
                     continue
             call, now = found
@@ -244,7 +272,7 @@ class ProviderCallCache:
                     call_id=call.id,
                     cached=True,
                 )
-            in_flight = call.status in ("pending", "submitted")
+            in_flight = call.status in _IN_FLIGHT
             lease = call.lease_expires_at
             mine = call.owner_run_id == run_id and (call.owner_attempt or 0) <= attempt
             if in_flight and not mine and lease is not None and lease > now:
@@ -254,10 +282,16 @@ class ProviderCallCache:
             # Take the row over: resume its job when one is in flight; a failed
             # call or a vanished cached file starts afresh.
             job_id = call.job_id if in_flight else None
-            if self._take_over(session, call, run_id, attempt, job_id):
+            uncertain = call.status == "submitting" and job_id is None
+            if self._take_over(session, call, run_id, attempt, job_id, uncertain):
+                how = _Call(
+                    paid=paid,
+                    uncertain=uncertain,
+                    idempotency_key=call.idempotency_key if uncertain else None,
+                )
                 try:
                     return self._make_call(session, provider, request, call.id, job_id, run_id,
-                                           attempt, raw_path, stop, fence)  # fmt: skip
+                                           attempt, raw_path, stop, fence, how)  # fmt: skip
                 except CallTakenOver:
                     continue
 
@@ -274,7 +308,13 @@ class ProviderCallCache:
         return row, (row.now if postgres else datetime.now(UTC))
 
     def _take_over(
-        self, session: Session, call: Any, run_id: int, attempt: int, job_id: str | None
+        self,
+        session: Session,
+        call: Any,
+        run_id: int,
+        attempt: int,
+        job_id: str | None,
+        uncertain: bool = False,
     ) -> bool:
         # Compare-and-set on what we read: of several takers, one changes the row.
         stmt = (
@@ -287,7 +327,8 @@ class ProviderCallCache:
                 _same(ProviderCall.lease_expires_at, call.lease_expires_at),
             )
             .values(
-                status="submitted" if job_id else "pending",
+                # An uncertain submit stays marked: its resolution is the taker's.
+                status="submitted" if job_id else ("submitting" if uncertain else "pending"),
                 job_id=job_id,
                 owner_run_id=run_id,
                 owner_attempt=attempt,
@@ -368,6 +409,7 @@ class ProviderCallCache:
         raw_path: Path,
         stop: threading.Event,
         fence: Callable[[], None] | None,
+        how: _Call,
     ) -> RawOutput:
         # A submit, a local program or a download can outlast the lease: keep
         # renewing it from a thread (own session) so waiters never take over a
@@ -382,7 +424,7 @@ class ProviderCallCache:
         keeper.start()
         try:
             return self._make_owned_call(session, provider, request, call_id, job_id, run_id,
-                                         attempt, raw_path, stop, fence)  # fmt: skip
+                                         attempt, raw_path, stop, fence, how)  # fmt: skip
         finally:
             done.set()
             keeper.join()
@@ -415,25 +457,17 @@ class ProviderCallCache:
         raw_path: Path,
         stop: threading.Event,
         fence: Callable[[], None] | None,
+        how: _Call,
     ) -> RawOutput:
         started = time.monotonic()
+        admission: adm.Admission | None = None
         if job_id is None:
-            try:
-                job_id = provider.submit(request)
-            except BaseException as exc:
-                # Nothing (billable) is known to be running: the call failed.
-                self._fail(session, call_id, run_id, attempt, exc)
-                raise
-            stmt = self._owned(call_id, run_id, attempt).values(
-                status="submitted",
-                job_id=job_id,
-                submitted_at=sql_now(session),
-                lease_expires_at=sql_later(session, self.policy.lease_seconds),
+            admission, request = self._submit(
+                session, provider, request, call_id, run_id, attempt, how
             )
-            if not self._write(session, stmt):
-                raise CallTakenOver(
-                    f"provider call {call_id} was taken over while submitting job {job_id}"
-                )
+            job_id = how.job_id or ""
+        else:
+            admission = self._admit_resume(session, request, call_id, run_id, attempt, how)
         try:
             self._await_job(session, provider, request, call_id, job_id, run_id, attempt, stop)
             raw_path = self._free_raw_path(session, raw_path, call_id, self.store.uri_of)
@@ -446,10 +480,15 @@ class ProviderCallCache:
             stored = self.store.commit(temp, raw_path, sha256=result.sha256, before_rename=fence)
         except TerminalError as exc:
             self._fail(session, call_id, run_id, attempt, exc)
+            self._nothing_billed(session, call_id, admission)
             raise
-        except BaseException:
+        except BaseException as exc:
             self._release(session, call_id, run_id, attempt)
+            self._slow_down(session, request, exc)
+            if admission is not None:
+                adm.give_back(session, admission)
             raise
+        cost = adm.finish(session, admission, call_id, result.cost)
 
         def times() -> Any:
             read_transaction(session)
@@ -474,7 +513,7 @@ class ProviderCallCache:
                 raw_artifact_uri=stored.uri,
                 raw_sha256=stored.sha256,
                 raw_bytes=stored.bytes,
-                cost=result.cost,
+                cost=cost,
                 latency_seconds=latency,
                 finished_at=sql_now(session),
                 owner_run_id=None,
@@ -485,6 +524,137 @@ class ProviderCallCache:
         return RawOutput(
             uri=stored.uri, sha256=stored.sha256, bytes=stored.bytes, call_id=call_id, cached=False
         )
+
+    def _submit(
+        self,
+        session: Session,
+        provider: Provider,
+        request: GenerationRequest,
+        call_id: int,
+        run_id: int,
+        attempt: int,
+        how: _Call,
+    ) -> tuple[adm.Admission | None, GenerationRequest]:
+        """Admit, record the intent, submit, record the job id (in ``how.job_id``)."""
+        if how.uncertain and not getattr(provider, "accepts_idempotency_key", False):
+            policy = how.paid.on_uncertain_submit if how.paid else "fail"
+            prices = how.paid.prices if how.paid else ()
+            # A call that costs nothing (a local program) is simply made again.
+            free = estimate_usd(request.provider, request.model, request.params, prices) == 0
+            if policy != "resubmit" and not free:
+                error = TerminalError(
+                    f"provider call {call_id} was cut off between its submit to "
+                    f"{request.provider} and the record of the job id (a worker died): "
+                    f"a job may exist at {request.provider} and be billed. Check the "
+                    "provider's dashboard, then `reelbench retry EXPERIMENT` submits it "
+                    'again (or set on_uncertain_submit = "resubmit" in the spec\'s [retry])'
+                )
+                self._fail(session, call_id, run_id, attempt, error)
+                raise error
+            log.warning(
+                "provider call %d: its earlier submit may have reached %s; submitting again "
+                "(on_uncertain_submit = resubmit)",
+                call_id,
+                request.provider,
+            )
+        key = how.idempotency_key or uuid.uuid4().hex
+        request = dataclasses.replace(request, idempotency_key=key)
+        intent = self._owned(call_id, run_id, attempt).values(
+            status="submitting", idempotency_key=key
+        )
+        admission: adm.Admission | None = None
+        try:
+            if how.paid is not None:
+                admission = adm.admit(
+                    session,
+                    how.paid,
+                    request,
+                    call_id=call_id,
+                    run_id=run_id,
+                    attempt=attempt,
+                    intent=intent.execution_options(synchronize_session=False),
+                )
+                if admission is None:
+                    raise CallTakenOver(f"provider call {call_id} was taken over before submit")
+            elif not self._write(session, intent):
+                raise CallTakenOver(f"provider call {call_id} was taken over before submit")
+        except Deferred:
+            # Not now: leave the row (pending, or an uncertain submit) to the next taker.
+            self._release(session, call_id, run_id, attempt)
+            raise
+        except TerminalError as exc:
+            self._fail(session, call_id, run_id, attempt, exc)
+            raise
+        try:
+            job_id = provider.submit(request)
+        except BaseException as exc:
+            # The provider answered with an error: nothing (billable) is running.
+            self._fail(session, call_id, run_id, attempt, exc)
+            self._nothing_billed(session, call_id, admission)
+            self._slow_down(session, request, exc)
+            raise
+        stmt = self._owned(call_id, run_id, attempt).values(
+            status="submitted",
+            job_id=job_id,
+            submitted_at=sql_now(session),
+            lease_expires_at=sql_later(session, self.policy.lease_seconds),
+        )
+        if not self._write(session, stmt):
+            if admission is not None:
+                adm.give_back(session, admission)
+            raise CallTakenOver(
+                f"provider call {call_id} was taken over while submitting job {job_id}"
+            )
+        how.job_id = job_id
+        return admission, request
+
+    def _admit_resume(
+        self,
+        session: Session,
+        request: GenerationRequest,
+        call_id: int,
+        run_id: int,
+        attempt: int,
+        how: _Call,
+    ) -> adm.Admission | None:
+        """An in-flight slot for polling a job that exists (no submit, no new reservation)."""
+        if how.paid is None:
+            return None
+        try:
+            return adm.admit(
+                session,
+                how.paid,
+                request,
+                call_id=call_id,
+                run_id=run_id,
+                attempt=attempt,
+                submit=False,
+            )
+        except Deferred:
+            self._release(session, call_id, run_id, attempt)
+            raise
+
+    def _nothing_billed(
+        self, session: Session, call_id: int, admission: adm.Admission | None
+    ) -> None:
+        retry_db("releasing a reservation", lambda: release_call(session, call_id), session=session)
+        if admission is not None:
+            adm.give_back(session, admission)
+
+    @staticmethod
+    def _slow_down(session: Session, request: GenerationRequest, exc: BaseException) -> None:
+        """A provider's Retry-After holds the whole fleet's submits to it, not only ours."""
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, RetryableError) and retry_after:
+            try:
+                retry_db(
+                    "pausing a provider",
+                    lambda: limits.pause(session, request.provider, float(retry_after)),
+                    session=session,
+                    max_seconds=10.0,
+                )
+            except Exception:  # best effort: the run's own backoff still applies
+                log.warning("could not record the Retry-After of %s", request.provider)
 
     @staticmethod
     def _free_raw_path(
@@ -542,3 +712,14 @@ class ProviderCallCache:
             pause = delay if status.retry_after is None else min(status.retry_after, delay)
             self._sleep(stop, min(pause, self.policy.poll_max))
             delay = min(delay * self.policy.poll_factor, self.policy.poll_max)
+
+
+@dataclass
+class _Call:
+    """How one call is being made (admission context, an uncertain earlier submit)."""
+
+    paid: adm.PaidCallPolicy | None = None
+    #: The row was found ``submitting`` without a job id (see the module docs).
+    uncertain: bool = False
+    idempotency_key: str | None = None
+    job_id: str | None = None

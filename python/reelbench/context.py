@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session
 
 from reelbench.db.item_files import item_file
 from reelbench.db.models import Experiment, Item, Run, Variant
-from reelbench.spec import MetricsSettings
+from reelbench.providers.pricing import Price
+from reelbench.spec import BudgetSpec, MetricsSettings, PriceSpec, RetryPolicy
 from reelbench.storage import artifact_root_of
 from reelbench.video.canonical import CanonicalFormat
 
@@ -55,6 +56,14 @@ class ExperimentSettings:
 
     canonical: CanonicalFormat
     metric_groups: tuple[str, ...]
+    #: The spec's ``[[prices]]`` (override the built-in price table).
+    prices: tuple[Price, ...] = ()
+    #: ``[retry] on_uncertain_submit``.
+    on_uncertain_submit: str = "fail"
+    #: ``[budget] recheck_seconds``.
+    budget_recheck_seconds: float = 60.0
+    metric_plugins: tuple[str, ...] = ()
+    dynamic_threshold: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,24 @@ class RunContext:
     spec_dir: Path | None = None
     #: The metric groups the run computes (the spec's ``[metrics] groups``).
     metric_groups: tuple[str, ...] = ("frame", "temporal", "reference")
+    #: The experiment's price overrides and submit policy (see ExperimentSettings).
+    prices: tuple[Price, ...] = ()
+    on_uncertain_submit: str = "fail"
+    budget_recheck_seconds: float = 60.0
+    #: The worker's run lease: provider slots taken for the run last as long.
+    lease_seconds: float = 60.0
+    #: The metric plugins the run feeds (the spec's ``[metrics] plugins``).
+    metric_plugins: tuple[str, ...] = ()
+    #: The motion group's dynamic-degree threshold (``[metrics] dynamic_threshold``).
+    dynamic_threshold: float = 0.005
+    #: None: generate the run; ``remeasure``: compute the metrics named in
+    #: ``remeasure_metrics`` again from the run's canonical video (empty: the
+    #: experiment's current groups and plugins).
+    task: str | None = None
+    remeasure_metrics: tuple[str, ...] = ()
+    #: The finished run's canonical video (what a remeasure decodes).
+    canon_uri: str | None = None
+    canon_sha256: str | None = None
 
     @property
     def seed(self) -> int:
@@ -116,6 +143,10 @@ _CONTEXT_QUERY = (
         Run.id,
         Run.repeat,
         Run.seed,
+        Run.task,
+        Run.remeasure,
+        Run.canon_uri,
+        Run.canon_sha256,
         Item.id.label("item_id"),
         Item.key.label("item_key"),
         Item.prompt,
@@ -148,6 +179,7 @@ def build_contexts(
     artifact_root: Path | str,
     use_cache: bool = True,
     settings_cache: dict[int, ExperimentSettings] | None = None,
+    lease_seconds: float = 60.0,
 ) -> list[RunContext]:
     """Contexts for ``(run_id, attempt)`` claims, read in one query, in claim order.
 
@@ -167,10 +199,18 @@ def build_contexts(
             spec = session.execute(
                 select(Experiment.spec).where(Experiment.id == row.experiment_id)
             ).scalar_one()
-            metrics = MetricsSettings.model_validate((spec or {}).get("metrics", {}))
+            spec = spec or {}
+            metrics = MetricsSettings.model_validate(spec.get("metrics", {}))
+            retry = RetryPolicy.model_validate(spec.get("retry", {}))
+            budget = BudgetSpec.model_validate(spec.get("budget", {}))
             settings = ExperimentSettings(
                 canonical=CanonicalFormat.model_validate(row.canonical),
                 metric_groups=tuple(metrics.groups),
+                prices=_prices(spec.get("prices", [])),
+                on_uncertain_submit=retry.on_uncertain_submit,
+                budget_recheck_seconds=budget.recheck_seconds,
+                metric_plugins=tuple(metrics.plugins),
+                dynamic_threshold=metrics.dynamic_threshold,
             )
             by_experiment[row.experiment_id] = settings
         # Plain dicts (not read-only proxies) so they serialize with json as-is;
@@ -206,8 +246,23 @@ def build_contexts(
             worker_id=worker_id,
             spec_dir=spec_dir,
             metric_groups=settings.metric_groups,
+            prices=settings.prices,
+            on_uncertain_submit=settings.on_uncertain_submit,
+            budget_recheck_seconds=settings.budget_recheck_seconds,
+            lease_seconds=lease_seconds,
+            metric_plugins=settings.metric_plugins,
+            dynamic_threshold=settings.dynamic_threshold,
+            task=row.task,
+            remeasure_metrics=tuple((row.remeasure or {}).get("metrics", ())),
+            canon_uri=row.canon_uri,
+            canon_sha256=row.canon_sha256,
         )
     return [contexts[run_id] for run_id, _ in claims if run_id in contexts]
+
+
+def _prices(entries: Sequence[Mapping[str, Any]]) -> tuple[Price, ...]:
+    specs = [PriceSpec.model_validate(e) for e in entries]
+    return tuple(Price(p.provider, p.model, p.usd_per_second, p.read_on) for p in specs)
 
 
 def build_context(

@@ -66,14 +66,23 @@ def canonical_key(
     canonical: CanonicalFormat,
     reference_sha256: str | None,
     groups: Sequence[str],
+    *,
+    plugins: Sequence[tuple[str, str]] = (),
+    dynamic_threshold: float = 0.005,
 ) -> str:
-    """What a canonical video and its metrics depend on, hashed."""
+    """What a canonical video and its metrics depend on, hashed.
+
+    ``plugins``: (name, version) of each metric plugin, in order: a new
+    plugin, or a new version of one, makes the metrics again.
+    """
     return spec_hash(
         {
             "raw_sha256": raw_sha256,
             "canonical": canonical.model_dump(mode="json"),
             "reference_sha256": reference_sha256,
             "metric_groups": list(groups),
+            "metric_plugins": [list(p) for p in plugins],
+            "dynamic_threshold": dynamic_threshold,
             "metrics_version": METRICS_VERSION,
         }
     )

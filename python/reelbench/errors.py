@@ -2,7 +2,9 @@
 
 The orchestrator maps them to outcomes: ``RetryableError`` requeues the run
 with backoff (honoring ``retry_after``), ``TerminalError`` fails it at once,
-``LeaseLost`` drops the work silently (another worker owns the run now).
+``LeaseLost`` drops the work silently (another worker owns the run now),
+``Deferred`` puts the run back in the queue for later without counting an
+attempt (a fleet-wide provider slot, rate window or the budget said "not now").
 Any other exception is treated as retryable: an unknown failure may be
 transient, and ``max_attempts`` bounds the cost.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "ERROR_CLASSES",
+    "Deferred",
     "LeaseLost",
     "ReelbenchError",
     "RetryableError",
@@ -55,3 +58,22 @@ class LeaseLost(ReelbenchError):
 
 class RunCancelled(LeaseLost):
     """The user cancelled the run while it was being processed."""
+
+
+class Deferred(ReelbenchError):
+    """Not now: the run waits in the queue (``reason``) and is tried again later.
+
+    Raised before any paid provider work starts, when the fleet-wide limits
+    (provider slots, submits per minute, a provider's Retry-After) or the
+    experiment's budget do not allow a submit. Not a failure: no attempt of
+    the run's retry budget is used, and no worker thread waits.
+    """
+
+    def __init__(self, reason: str, *, retry_in: float, kind: str = "limit") -> None:
+        super().__init__(reason)
+        #: Shown by ``status``, reports and ``run`` while the run waits.
+        self.reason = reason
+        #: Seconds before the run may be claimed again.
+        self.retry_in = max(0.0, retry_in)
+        #: ``limit`` (slot, rate, pause) or ``budget``.
+        self.kind = kind

@@ -64,7 +64,7 @@ DEFAULT_GROUPS = ("frame", "temporal", "reference")
 #: The version of the metric definitions (docs/metrics.md). Bumped whenever a
 #: number could change for the same frames; recorded with every run's metrics,
 #: and part of the key under which canonical outputs are reused.
-METRICS_VERSION = 2
+METRICS_VERSION = 3
 
 
 class ReferenceMismatchError(ReelbenchError, ValueError):
@@ -78,16 +78,35 @@ class MeasuredVideo:
     video: VideoInfo
     reference: VideoInfo | None
     metrics: FrameMetrics
+    #: The metric plugins' results (a ``reelbench.metric_plugins.PluginRunner``), if any.
+    plugins: Any = None
+
+    def frames(self) -> list[dict[str, Any]]:
+        """Per-frame records: the native metrics, then the plugins' per-frame outputs."""
+        records = self.metrics.frames()
+        if self.plugins is not None:
+            self.plugins.add_to_frames(records)
+        return records
+
+    def summary(self) -> dict[str, Any]:
+        """The native summary, then the plugins' outputs (``{"error": 1.0}`` where one failed)."""
+        summary = self.metrics.summary()
+        if self.plugins is not None:
+            summary.update(self.plugins.summary())
+        return summary
 
     def to_json(self) -> dict[str, Any]:
         """The ``reelbench metrics --json`` document (None for n/a and +inf)."""
         video = asdict(self.video) | {"frames": self.metrics.frame_count}
-        return {
+        doc = {
             "video": video,
             "reference": asdict(self.reference) if self.reference else None,
-            "frames": self.metrics.frames(),
-            "summary": self.metrics.summary(),
+            "frames": self.frames(),
+            "summary": self.summary(),
         }
+        if self.plugins is not None:
+            doc["metric_plugins"] = self.plugins.describe()
+        return doc
 
 
 #: Decoded frames a decoding thread may run ahead of the measuring thread.
@@ -184,6 +203,10 @@ def measure_videos(
     *,
     groups: Sequence[str] | None = None,
     on_frame: Callable[[int, int | None], None] | None = None,
+    plugins: Sequence[str] = (),
+    prompt: str = "",
+    runners: Sequence[Any] | None = None,
+    dynamic_threshold: float | None = None,
 ) -> list[MeasuredVideo]:
     """Measure each of ``paths``, against one ``reference`` decoded once for all.
 
@@ -196,9 +219,17 @@ def measure_videos(
     has no video, ReferenceMismatchError when a video and the reference
     differ in size. ``on_frame(done, total)`` is called after each frame
     index, with the longest declared frame count (None when unknown).
+    ``plugins``: metric plugins (docs/metrics.md, "Plugins") fed the same
+    frames, told ``prompt``; one that fails fails only its own outputs.
+    ``runners``: ready (unstarted) plugin runners, one per path, instead of
+    ``plugins`` (a run's remeasure gives them the run's prompt and image).
+    ``dynamic_threshold``: the motion group's threshold (default: the native one).
     """
     chosen = list(groups) if groups is not None else list(DEFAULT_GROUPS)
-    accumulators = [FrameMetrics(groups=chosen) for _ in paths]
+    options: dict[str, Any] = {}
+    if dynamic_threshold is not None and "motion" in chosen:
+        options["dynamic_threshold"] = dynamic_threshold
+    accumulators = [FrameMetrics(groups=chosen, **options) for _ in paths]
     chroma = "chroma" in chosen and reference is not None
     # Each decoder gets its share of the cores: frame threading costs CPU
     # time in hand-offs, which pays only when cores would otherwise idle.
@@ -222,6 +253,12 @@ def measure_videos(
                     f"but {info.path} is {info.width}x{info.height}; "
                     "the reference must have the same size"
                 )
+        if runners is not None:
+            for runner in runners:
+                runner.start()
+            runners = list(runners)
+        else:
+            runners = _plugin_runners(plugins, infos, prompt) if plugins else None
         total = max((i.frames or 0) for i in infos) or None
         streams: list[Iterator[Any] | None] = [iter(d) for d in decoders]
         ref_stream: Iterator[Any] | None = iter(ref_decoder) if ref_decoder else None
@@ -239,6 +276,8 @@ def measure_videos(
                     streams[i] = None
                     continue
                 accumulators[i].push_frame(frame, ref_frame)
+                if runners is not None:
+                    runners[i].push(frame)
                 pushed = True
             if pushed:
                 n += 1
@@ -247,10 +286,31 @@ def measure_videos(
     finally:
         for decoder in every:
             decoder.close()
+    if runners is not None:
+        for runner in runners:
+            runner.finish()
     return [
-        MeasuredVideo(video=info, reference=ref_info, metrics=fm)
-        for info, fm in zip(infos, accumulators, strict=True)
+        MeasuredVideo(
+            video=info, reference=ref_info, metrics=fm, plugins=runners[i] if runners else None
+        )
+        for i, (info, fm) in enumerate(zip(infos, accumulators, strict=True))
     ]
+
+
+def _plugin_runners(names: Sequence[str], infos: Sequence[VideoInfo], prompt: str) -> list[Any]:
+    """One started PluginRunner per video (imported here: it needs numpy)."""
+    from reelbench.metric_plugins import PluginRun, PluginRunner
+
+    runners = []
+    for info in infos:
+        run = PluginRun(
+            run_id=0, item_id=info.path, variant_key="", prompt=prompt, image=None,
+            width=info.width, height=info.height, fps=round(info.fps or 0),
+        )  # fmt: skip
+        runner = PluginRunner(names, run)
+        runner.start()
+        runners.append(runner)
+    return runners
 
 
 def measure_video(
@@ -259,6 +319,10 @@ def measure_video(
     *,
     groups: Sequence[str] | None = None,
     on_frame: Callable[[int, int | None], None] | None = None,
+    plugins: Sequence[str] = (),
+    prompt: str = "",
 ) -> MeasuredVideo:
     """Measure one video (see :func:`measure_videos`)."""
-    return measure_videos([path], reference, groups=groups, on_frame=on_frame)[0]
+    return measure_videos(
+        [path], reference, groups=groups, on_frame=on_frame, plugins=plugins, prompt=prompt
+    )[0]

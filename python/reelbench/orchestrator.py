@@ -12,7 +12,13 @@ status update:
   ``max_attempts``, then failed with the last error;
 - :class:`TerminalError`: failed at once;
 - :class:`LeaseLost` / a failed fence: the work is dropped with a log line;
-  another worker owns the run (or the user cancelled it).
+  another worker owns the run (or the user cancelled it);
+- :class:`Deferred` (fleet limits or the budget said "not now", before any
+  paid work): queued again for later with its reason, no attempt used.
+
+Fleet-wide coordination state (provider slots, spend) lives in the queue
+layer (``db/limits.py``, ``db/budget.py``, ``db/admission.py``); the
+orchestrator only renews the slots of its runs with their leases.
 
 Every failure keeps its class, message, traceback, attempt and worker, on
 the run and in its attempt history. ``stop()`` (SIGTERM/SIGINT in the CLI)
@@ -45,6 +51,7 @@ from sqlalchemy.orm import Session, make_transient, sessionmaker
 
 from reelbench.context import ExperimentSettings, Processor, RunContext, build_contexts
 from reelbench.db import claim as q
+from reelbench.db import limits
 from reelbench.db.engine import read_transaction
 
 # Experiment-level queue operations, re-exported for callers driving workers in-process.
@@ -58,7 +65,7 @@ from reelbench.db.experiments import (
 from reelbench.db.models import Experiment, RunStatus
 from reelbench.db.result_rows import STAGED, replay_staged
 from reelbench.db.retry import DB_UNAVAILABLE, Stopping, retry_db, short_error
-from reelbench.errors import LeaseLost, RetryableError, TerminalError
+from reelbench.errors import Deferred, LeaseLost, RetryableError, TerminalError
 from reelbench.spec import RetryPolicy
 from reelbench.storage import DEFAULT_ARTIFACT_ROOT, artifact_root_of
 
@@ -90,7 +97,7 @@ class RunOutcome:
     run_id: int
     attempt: int
     #: succeeded | queued (will retry) | failed | dropped (lease lost / cancelled)
-    # | released (handed back on shutdown)
+    # | released (handed back on shutdown) | deferred (waits for a slot or budget)
     outcome: str
     error: str | None = None
 
@@ -105,6 +112,7 @@ class WorkerStats:
     failed: int = 0
     dropped: int = 0
     released: int = 0
+    deferred: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -224,6 +232,14 @@ class WorkerOrchestrator:
             return
         scope = f"experiment {self.experiment}" if self.experiment else "the queue"
         left = pending["queued"] + pending["running"]
+        if pending["held"]:
+            log.warning(
+                "worker %s: %d run(s) of %s wait for a higher budget "
+                "(`reelbench budget EXPERIMENT --max-usd N`)",
+                self.worker_id,
+                pending["held"],
+                scope,
+            )
         if left == 0:
             log.info("worker %s drained %s: no run left to do", self.worker_id, scope)
         else:
@@ -333,7 +349,8 @@ class WorkerOrchestrator:
             # running (another worker's run may come back if that worker died).
             return pending["queued"] + pending["running"] == 0
         # drain: a queued run waiting out its retry backoff is this worker's
-        # to finish; runs that other live workers hold are theirs.
+        # to finish; runs that other live workers hold are theirs. Runs held
+        # by the budget ("held") are nobody's until the budget is raised.
         return pending["queued"] == 0
 
     def _pending(self) -> dict[str, int]:
@@ -361,6 +378,7 @@ class WorkerOrchestrator:
                     artifact_root=self.artifact_root,
                     use_cache=self.use_cache,
                     settings_cache=self._settings,
+                    lease_seconds=self.lease_seconds,
                 )
 
         contexts = self._db("claiming runs", claim_and_build, give_up=False)
@@ -431,6 +449,10 @@ class WorkerOrchestrator:
         try:
             try:
                 canon_uri, canon_sha256 = self.processor.process(ctx, session)
+            except Deferred as exc:
+                session.rollback()
+                self._deferred(ctx, exc)
+                return
             except LeaseLost as exc:
                 session.rollback()
                 self._dropped(ctx, str(exc) or type(exc).__name__)
@@ -562,6 +584,17 @@ class WorkerOrchestrator:
             )
             self._report(ctx, "failed", message)
 
+    def _deferred(self, ctx: RunContext, exc: Deferred) -> None:
+        def record() -> bool:
+            with self.sessions() as session, session.begin():
+                return q.defer(session, ctx.run_id, ctx.attempt, exc.reason, exc.retry_in)
+
+        if not self._db("deferring a run", record):
+            self._dropped(ctx, f"deferral not recorded, the lease was lost ({exc.reason})")
+            return
+        log.debug("run %d waits %.1fs: %s", ctx.run_id, exc.retry_in, exc.reason)
+        self._report(ctx, "deferred", exc.reason)
+
     def _dropped(self, ctx: RunContext, why: str) -> None:
         def close() -> str:
             with self.sessions() as session, session.begin():
@@ -590,6 +623,7 @@ class WorkerOrchestrator:
         "failed": "failed",
         "dropped": "dropped",
         "released": "released",
+        "deferred": "deferred",
     }
 
     def _report(self, ctx: RunContext, outcome: str, error: str | None = None) -> None:
@@ -616,6 +650,8 @@ class WorkerOrchestrator:
             try:
                 with self.sessions() as session, session.begin():
                     owned = q.heartbeat(session, leases, self.lease_seconds)
+                    # Provider slots held by these runs live as long as their leases.
+                    limits.renew(session, leases, self.lease_seconds)
             except DB_UNAVAILABLE as exc:
                 # Keep trying at the next beat: the fence still holds until
                 # another worker actually claims the run.

@@ -58,6 +58,7 @@ from reelbench.call_cache import (
     forget_unusable_output,
 )
 from reelbench.context import RunContext
+from reelbench.db.admission import PaidCallPolicy
 from reelbench.db.claim import link_provider_call, still_owner
 from reelbench.db.engine import read_transaction
 from reelbench.db.models import Artifact, Metric
@@ -74,10 +75,11 @@ from reelbench.derived import (
 )
 from reelbench.errors import LeaseLost, TerminalError
 from reelbench.identity import sha256_file
+from reelbench.metric_plugins import MeasuringSink, PluginRun, PluginRunner
 from reelbench.metrics import METRICS_VERSION, FrameMetrics
 from reelbench.providers import GenerationRequest, get_provider
 from reelbench.storage import ArtifactStore, StoredFile, open_store
-from reelbench.video.normalize import NormalizeResult, UnusableVideo, normalize_video
+from reelbench.video.normalize import FrameSink, NormalizeResult, UnusableVideo, normalize_video
 
 __all__ = ["FileHashes", "RunProcessor", "metric_rows"]
 
@@ -108,10 +110,16 @@ def metric_rows(run_id: int, summary: Mapping[str, Any]) -> list[dict[str, Any]]
     for name, stats in summary.items():
         if isinstance(stats, Mapping):
             for stat, value in stats.items():
-                rows.append({"run_id": run_id, "name": name, "stat": stat, "value": _finite(value)})
+                rows.append(
+                    {"run_id": run_id, "name": name, "stat": stat, "value": _finite(value),
+                     "version": METRICS_VERSION}
+                )  # fmt: skip
         else:
             value = None if stats is None else _finite(float(stats))
-            rows.append({"run_id": run_id, "name": name, "stat": "value", "value": value})
+            rows.append(
+                {"run_id": run_id, "name": name, "stat": "value", "value": value,
+                 "version": METRICS_VERSION}
+            )  # fmt: skip
     return rows
 
 
@@ -188,11 +196,21 @@ class RunProcessor:
                 raise LeaseLost(f"run {run_id} attempt {attempt} no longer owns the run")
 
         self._check_stop(ctx, "starting")
+        if ctx.task == "remeasure":
+            from reelbench.remeasure import remeasure_run
+
+            return remeasure_run(self, ctx, session, store, fence)
         raw = self._raw(ctx, session, store, fence)
         reference = self._reference(ctx, session, store)
         groups = list(ctx.metric_groups)
+        plugins = _plugin_runner(ctx)
         key = canonical_key(
-            raw.sha256, ctx.canonical, reference.sha256 if reference else None, groups
+            raw.sha256,
+            ctx.canonical,
+            reference.sha256 if reference else None,
+            groups,
+            plugins=plugins.versions() if plugins else (),
+            dynamic_threshold=ctx.dynamic_threshold,
         )
         reused = find_derived(session, store, CANONICAL, key)
         if reused is not None:
@@ -210,7 +228,7 @@ class RunProcessor:
                 # Another thread of this process may have made it meanwhile.
                 reference = self._with_copy(reference, session, store)
             canon, result, metrics, made_copy = self._normalize(
-                ctx, session, store, raw, reference, groups, fence
+                ctx, session, store, raw, reference, groups, fence, plugins
             )
             if made_copy is not None and reference is not None:
                 reference = _Reference(
@@ -220,8 +238,16 @@ class RunProcessor:
                     self._copies[reference.key] = made_copy
         self._check_stop(ctx, "writing metrics")
 
-        summary = _finite(metrics.summary())
-        frames_doc = self._frames_document(ctx, raw, canon, result, summary, metrics, reference)
+        summary = metrics.summary()
+        records = metrics.frames()
+        if plugins is not None:
+            plugins.finish()
+            summary.update(plugins.summary())
+            plugins.add_to_frames(records)
+        summary = _finite(summary)
+        frames_doc = self._frames_document(
+            ctx, raw, canon, result, summary, records, reference, plugins
+        )
         frames_file = store.write_bytes(
             store.path_for(run_id, "frames"),
             json.dumps(frames_doc, indent=1, allow_nan=False).encode(),
@@ -242,7 +268,13 @@ class RunProcessor:
                 "metrics_version": METRICS_VERSION,
             },
         )
-        self._stage(ctx, session, raw, reference, canon, frames_file, summary, made=(key, made))
+        # A plugin that failed on this run (missing weights, a bug since fixed)
+        # must not have its failure reused by later runs of the same video.
+        reusable = plugins is None or not plugins.failed
+        self._stage(
+            ctx, session, raw, reference, canon, frames_file, summary,
+            made=(key, made) if reusable else None,
+        )  # fmt: skip
         return canon.uri, canon.sha256
 
     # --- stages ---------------------------------------------------------------
@@ -256,10 +288,18 @@ class RunProcessor:
         reference: _Reference | None,
         groups: list[str],
         fence: Callable[[], None],
+        plugins: PluginRunner | None = None,
     ) -> tuple[StoredFile, NormalizeResult, FrameMetrics, Derived | None]:
         canon_path = store.path_for(ctx.run_id, "canon")
         temp = store.temp_path(canon_path)
-        metrics = self.metrics_factory(groups=groups)
+        if "motion" in groups:
+            metrics = self.metrics_factory(groups=groups, dynamic_threshold=ctx.dynamic_threshold)
+        else:
+            metrics = self.metrics_factory(groups=groups)
+        sink: FrameSink = metrics
+        if plugins is not None:
+            plugins.start()
+            sink = MeasuringSink(metrics, plugins)
         copy_temp: Path | None = None
         copy_final: Path | None = None
         if reference is not None and reference.copy is None:
@@ -278,7 +318,7 @@ class RunProcessor:
                 store.local_path(raw.uri, raw.sha256),
                 temp,
                 ctx.canonical,
-                metrics=metrics,
+                metrics=sink,
                 reference=source,
                 reference_canonical=reference is not None and reference.copy is not None,
                 reference_copy=copy_temp,
@@ -439,6 +479,13 @@ class RunProcessor:
             use_cache=ctx.use_cache,
             stop=ctx.stop,
             fence=fence,
+            paid=PaidCallPolicy(
+                experiment_id=ctx.experiment_id,
+                prices=ctx.prices,
+                on_uncertain_submit=ctx.on_uncertain_submit,
+                lease_seconds=ctx.lease_seconds,
+                budget_recheck_seconds=ctx.budget_recheck_seconds,
+            ),
         )
 
     @staticmethod
@@ -453,8 +500,9 @@ class RunProcessor:
         canon: StoredFile,
         result: NormalizeResult,
         summary: Any,
-        metrics: FrameMetrics,
+        records: list[dict[str, Any]],
         reference: _Reference | None,
+        plugins: PluginRunner | None,
     ) -> dict[str, Any]:
         return {
             # The run that made it: a run that reuses this canonical video
@@ -463,6 +511,9 @@ class RunProcessor:
             "canonical": ctx.canonical.model_dump(),
             "metrics_version": METRICS_VERSION,
             "metric_groups": list(ctx.metric_groups),
+            "dynamic_threshold": ctx.dynamic_threshold if "motion" in ctx.metric_groups else None,
+            # Per plugin: version, outputs, and the error when it failed on this run.
+            "metric_plugins": plugins.describe() if plugins is not None else {},
             "raw": {"uri": raw.uri, "sha256": raw.sha256, "cached": raw.cached},
             "canon": {"uri": canon.uri, "sha256": canon.sha256},
             "source": result.source,
@@ -473,5 +524,23 @@ class RunProcessor:
             "reference_copy": reference.copy.uri if reference and reference.copy else None,
             "reference_frames": result.reference_frames,
             "summary": summary,
-            "frames": _finite(metrics.frames()),
+            "frames": _finite(records),
         }
+
+
+def _plugin_runner(ctx: RunContext) -> PluginRunner | None:
+    """The run's metric plugins, loaded (a plugin that cannot be is failed, not raised)."""
+    if not ctx.metric_plugins:
+        return None
+    image = ctx.gen_input.get("image")
+    run = PluginRun(
+        run_id=ctx.run_id,
+        item_id=ctx.item_key,
+        variant_key=ctx.variant_key,
+        prompt=str(ctx.gen_input.get("prompt", "")),
+        image=Path(image) if image else None,
+        width=ctx.canonical.width,
+        height=ctx.canonical.height,
+        fps=ctx.canonical.fps,
+    )
+    return PluginRunner(ctx.metric_plugins, run)

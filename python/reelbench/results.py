@@ -65,6 +65,8 @@ class ExperimentInfo:
     canonical: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: The spend budget in USD (None: no budget).
+    max_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class RunRecord:
     attempt: int
     error_class: str | None = None
     error_message: str | None = None
+    #: Why a queued run waits (a provider slot, the rate window, the budget).
+    wait_reason: str | None = None
     canon_uri: str | None = None
     canon_sha256: str | None = None
     #: URI of the per-frame metrics (``frames.json``), when the run produced one.
@@ -100,6 +104,8 @@ class RunRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     metrics: MetricSummary = field(default_factory=dict)
+    #: The metrics version that produced each metric's values (None: not recorded).
+    metric_versions: Mapping[str, int | None] = field(default_factory=dict)
 
     def metric(self, name: str, stat: str | None = None) -> float | None:
         """The run's headline value of ``name``: ``stat`` if given, else ``value`` or ``mean``.
@@ -178,6 +184,7 @@ def experiment_info(exp: Experiment) -> ExperimentInfo:
         canonical=dict(exp.canonical or {}),
         created_at=exp.created_at,
         updated_at=exp.updated_at,
+        max_usd=exp.max_usd,
     )
 
 
@@ -200,7 +207,8 @@ def query_results(
     rows = conn.execute(
         select(
             runs.c.id, runs.c.repeat, runs.c.seed, runs.c.status, runs.c.attempt,
-            runs.c.error_class, runs.c.error_message, runs.c.canon_uri, runs.c.canon_sha256,
+            runs.c.error_class, runs.c.error_message, runs.c.wait_reason, runs.c.canon_uri,
+            runs.c.canon_sha256,
             runs.c.provider_call_id, runs.c.started_at, runs.c.finished_at,
             items.c.key.label("item_key"), items.c.prompt, items.c.image_path,
             items.c.reference_path, variants.c.key.label("variant_key"), variants.c.provider,
@@ -215,12 +223,17 @@ def query_results(
     ).all()  # fmt: skip
 
     metrics: dict[int, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
-    for run_id, name, stat, value in conn.execute(
-        select(metric_t.c.run_id, metric_t.c.name, metric_t.c.stat, metric_t.c.value)
+    versions: dict[int, dict[str, int | None]] = defaultdict(dict)
+    for run_id, name, stat, value, version in conn.execute(
+        select(
+            metric_t.c.run_id, metric_t.c.name, metric_t.c.stat, metric_t.c.value,
+            metric_t.c.version,
+        )
         .join(runs, metric_t.c.run_id == runs.c.id)
         .where(runs.c.experiment_id == exp.id)
-    ).all():
+    ).all():  # fmt: skip
         metrics[run_id][name][stat] = value
+        versions[run_id][name] = version
 
     artifacts: dict[int, dict[str, str]] = defaultdict(dict)
     for run_id, kind, uri in conn.execute(
@@ -250,6 +263,7 @@ def query_results(
                 attempt=row.attempt,
                 error_class=row.error_class,
                 error_message=row.error_message,
+                wait_reason=row.wait_reason if row.status == "queued" else None,
                 canon_uri=row.canon_uri or arts.get("canon"),
                 canon_sha256=row.canon_sha256,
                 frames_uri=arts.get("frames"),
@@ -264,6 +278,7 @@ def query_results(
                 started_at=row.started_at,
                 finished_at=row.finished_at,
                 metrics={name: dict(stats) for name, stats in sorted(run_metrics.items())},
+                metric_versions=dict(sorted(versions.get(row.id, {}).items())),
             )
         )
     return experiment_info(exp), records

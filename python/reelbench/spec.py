@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,14 +25,17 @@ from reelbench.providers.pricing import Price
 from reelbench.video.canonical import CanonicalFormat
 
 __all__ = [
+    "BudgetSpec",
     "ExperimentInfo",
     "ExperimentSpec",
     "ItemSpec",
+    "LimitSpec",
     "MetricsSettings",
     "RetryPolicy",
     "SpecError",
     "VariantSpec",
     "load_spec",
+    "parse_scope",
     "parse_spec",
 ]
 
@@ -66,6 +70,11 @@ class RetryPolicy(_Strict):
     max_attempts: int = Field(3, ge=1, le=100)
     backoff_seconds: float = Field(5.0, ge=0, le=86_400)
     backoff_max_seconds: float = Field(600.0, ge=0, le=7 * 86_400)
+    #: A run whose worker died between a provider's submit and the record of
+    #: its job id: ``fail`` (a job may exist and be billed; the run fails
+    #: saying so) or ``resubmit``. Providers that take idempotency keys are
+    #: always resubmitted safely.
+    on_uncertain_submit: Literal["fail", "resubmit"] = "fail"
 
     def backoff(self, attempt: int, jitter: float = 0.5) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
@@ -80,17 +89,24 @@ class RetryPolicy(_Strict):
 
 
 #: The metric groups runs compute, in this order (see docs/metrics.md).
-METRIC_GROUPS = ("frame", "temporal", "reference", "chroma")
+METRIC_GROUPS = ("frame", "temporal", "reference", "chroma", "motion")
+
+_PLUGIN_NAME = r"^[a-z][a-z0-9_]{0,39}$"
 
 
 class MetricsSettings(_Strict):
-    """The ``[metrics]`` table: which metric groups every run computes."""
+    """The ``[metrics]`` table: which metric groups and plugins every run computes."""
 
     groups: list[str] = Field(
         default_factory=lambda: ["frame", "temporal", "reference"],
         description="frame, temporal, reference (against the item's reference video), chroma "
-        "(U, V and combined SSIM/PSNR against the reference; implies reference).",
+        "(U, V and combined SSIM/PSNR against the reference; implies reference), motion "
+        "(optical-flow motion, warp error, SI/TI, dynamic degree).",
     )
+    #: Metric plugins by entry-point name (group ``reelbench.metrics``), in this order.
+    plugins: list[str] = Field(default_factory=list)
+    #: The motion group's ``dynamic_degree`` threshold, as a share of the short side.
+    dynamic_threshold: float = Field(0.005, gt=0, le=1)
 
     @field_validator("groups")
     @classmethod
@@ -105,6 +121,19 @@ class MetricsSettings(_Strict):
             g for g in METRIC_GROUPS if g in value or (g == "reference" and "chroma" in value)
         ]
         return chosen
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugin_names(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not re.match(_PLUGIN_NAME, p)]
+        if bad:
+            raise ValueError(
+                f"plugin name(s) {', '.join(map(repr, bad))} are not entry-point names "
+                "(lowercase letters, digits, '_')"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("a plugin is named twice")
+        return value
 
 
 class ItemSpec(_Strict):
@@ -145,18 +174,59 @@ class PriceSpec(_Strict):
     read_on: str = ""
 
 
+_SCOPE = re.compile(r"^[A-Za-z0-9_.-]+(:\S+)?$")
+
+
+def parse_scope(scope: str) -> str:
+    """Check a limit scope, ``PROVIDER`` or ``PROVIDER:MODEL``; ``ValueError`` otherwise."""
+    scope = scope.strip()
+    if not _SCOPE.match(scope):
+        raise ValueError(
+            f"invalid limit scope {scope!r}: use PROVIDER or PROVIDER:MODEL "
+            "(for example 'openai' or 'openai:sora-2')"
+        )
+    return scope
+
+
+class LimitSpec(_Strict):
+    """One ``[limits]`` entry: fleet-wide caps of a provider or ``provider:model``."""
+
+    concurrency: int | None = Field(None, ge=1, le=100_000)
+    per_minute: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class BudgetSpec(_Strict):
+    """The ``[budget]`` table: the most the experiment may spend on provider calls."""
+
+    max_usd: float | None = Field(None, ge=0, le=10_000_000)
+    #: Seconds a run held back by the budget waits before it is looked at again.
+    recheck_seconds: float = Field(60.0, gt=0, le=86_400)
+
+
 class ExperimentSpec(_Strict):
     """A whole validated spec. ``items`` includes the items file's entries."""
 
     experiment: ExperimentInfo
     canonical: CanonicalFormat = Field(default_factory=CanonicalFormat)  # type: ignore[arg-type]
     retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
     items: list[ItemSpec] = Field(default_factory=list)
     variants: list[VariantSpec] = Field(min_length=1)
     prices: list[PriceSpec] = Field(default_factory=list)
+    #: ``"provider"`` or ``"provider:model"`` -> fleet-wide caps.
+    limits: dict[str, LimitSpec] = Field(default_factory=dict)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)  # type: ignore[arg-type]
     #: The spec file this was loaded from (None when built in code).
     source: Path | None = None
+
+    @field_validator("limits")
+    @classmethod
+    def _scopes(cls, value: dict[str, LimitSpec]) -> dict[str, LimitSpec]:
+        for scope, limit in value.items():
+            parse_scope(scope)
+            if limit.concurrency is None and limit.per_minute is None:
+                raise ValueError(f"limits.{scope}: give concurrency, per_minute or both")
+        return value
 
     @property
     def name(self) -> str:
@@ -266,22 +336,52 @@ def _validate_items(
     return items
 
 
-def _validate_providers(variants: list[VariantSpec], problems: list[str]) -> None:
-    """Ask the provider registry (if installed) whether each variant makes sense."""
+def _validate_providers(
+    variants: list[VariantSpec], problems: list[str], base: Path
+) -> list[VariantSpec]:
+    """Ask the provider registry (if installed) whether each variant makes sense.
+
+    Returns the variants with the params their providers pin (the content hash
+    of a file the params name, say), so that identity follows the file.
+    """
     try:
         providers = importlib.import_module("reelbench.providers")
     except ModuleNotFoundError as exc:
         if exc.name in ("reelbench.providers", "reelbench"):
-            return
+            return variants
         raise
     validate = getattr(providers, "validate_variant", None)
+    pin = getattr(providers, "pinned_params", None)
     if validate is None:
-        return
+        return variants
+    pinned = []
     for index, variant in enumerate(variants):
         try:
-            validate(variant.provider, variant.model, dict(variant.params))
+            validate(variant.provider, variant.model, dict(variant.params), workdir=str(base))
+            if pin is not None:
+                params = pin(variant.provider, variant.model, dict(variant.params), str(base))
+                variant = variant.model_copy(update={"params": params})
         except Exception as exc:  # the registry's own error types vary by provider
             problems.append(f"variants[{index}] ({variant.key}, {variant.provider}): {exc}")
+        pinned.append(variant)
+    return pinned
+
+
+def _validate_plugins(names: Sequence[str], problems: list[str]) -> None:
+    """Every plugin a spec names is installed here (found, not imported: loading may be slow)."""
+    if not names:
+        return
+    from reelbench.metric_plugins import ENTRY_POINT_GROUP, available_plugins
+
+    installed = available_plugins()
+    for index, name in enumerate(names):
+        if name not in installed:
+            problems.append(
+                f"metrics.plugins[{index}]: no metric plugin {name!r} is installed "
+                f"(installed: {', '.join(installed) or 'none'}); install the package that "
+                f"provides it (a {ENTRY_POINT_GROUP!r} entry point) "
+                "in the environment reelbench runs in"
+            )
 
 
 def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> ExperimentSpec:
@@ -334,11 +434,12 @@ def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> Experimen
             problems.append(
                 f"variants[{index}].params.seed: expected a non-negative integer, got {seed!r}"
             )
-    _validate_providers(spec.variants, problems)
+    variants = _validate_providers(spec.variants, problems, base)
+    _validate_plugins(spec.metrics.plugins, problems)
     if problems:
         raise SpecError(where, problems)
     experiment = spec.experiment.model_copy(update={"items_file": items_file})
-    return spec.model_copy(update={"items": items, "experiment": experiment})
+    return spec.model_copy(update={"items": items, "experiment": experiment, "variants": variants})
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

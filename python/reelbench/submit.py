@@ -11,10 +11,17 @@ A spec that would change what an existing run means (another prompt for an
 item id, other parameters for a variant key, another canonical format) is
 refused: results already recorded under that key would no longer match it.
 Give the changed item or variant a new id/key instead.
+
+A spec's ``[budget] max_usd`` becomes the experiment's budget when the
+experiment is new or the spec's value changed since the last submission
+(``reelbench budget`` changes it in between); every variant of a budgeted
+spec must have a known price. A spec's ``[limits]`` are stored where the
+database has none set by ``reelbench limits set``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +33,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from reelbench.db.item_files import stored_path
+from reelbench.db.limits import apply_spec_limits
 from reelbench.db.models import Experiment, Item, Run, RunStatus, Variant
+from reelbench.providers.pricing import estimate_usd
 from reelbench.spec import ExperimentSpec, SpecError
 
 __all__ = ["SubmitResult", "submit_spec"]
@@ -45,6 +54,8 @@ class SubmitResult:
     variants_created: int
     runs_created: int
     runs_total: int
+    #: Things the submitter should know (limits the database overrides...).
+    notes: tuple[str, ...] = ()
 
     @property
     def runs_existing(self) -> int:
@@ -105,6 +116,7 @@ def submit_spec(sessions: sessionmaker[Session], spec: ExperimentSpec) -> Submit
     All in one transaction: on a :class:`SpecError` (a conflicting change to an
     existing experiment) nothing is written.
     """
+    _check_prices(spec)
     now = datetime.now(UTC)
     spec_json = spec.to_json()
     canonical = spec.canonical.model_dump(mode="json")
@@ -119,6 +131,7 @@ def submit_spec(sessions: sessionmaker[Session], spec: ExperimentSpec) -> Submit
                 spec=spec_json,
                 canonical=canonical,
                 spec_path=str(spec.source) if spec.source else None,
+                max_usd=spec.budget.max_usd,
                 created_at=now,
                 updated_at=now,
             )
@@ -218,7 +231,15 @@ def submit_spec(sessions: sessionmaker[Session], spec: ExperimentSpec) -> Submit
             if (item_ids[item_key], variant_ids[variant.key], repeat) not in have
         ]
         _insert_missing(session, Run.__table__, new_runs)  # type: ignore[arg-type]
-        # The latest submission's retry policy and description apply from now on.
+        # The latest submission's retry policy and description apply from now on;
+        # its budget too when the spec's value changed (not undoing `reelbench budget`).
+        previous_budget = (experiment.spec or {}).get("budget", {}).get("max_usd")
+        if not created_experiment and spec.budget.max_usd != previous_budget:
+            session.execute(
+                update(Experiment)
+                .where(Experiment.id == experiment.id)
+                .values(max_usd=spec.budget.max_usd)
+            )
         session.execute(
             update(Experiment)
             .where(Experiment.id == experiment.id)
@@ -231,7 +252,7 @@ def submit_spec(sessions: sessionmaker[Session], spec: ExperimentSpec) -> Submit
             )
         )
         runs_total = _count(session, Run, experiment.id)
-        return SubmitResult(
+        result = SubmitResult(
             experiment_id=experiment.id,
             experiment_name=experiment.name,
             created_experiment=created_experiment,
@@ -240,6 +261,33 @@ def submit_spec(sessions: sessionmaker[Session], spec: ExperimentSpec) -> Submit
             runs_created=len(new_runs),
             runs_total=runs_total,
         )
+    notes: list[str] = []
+    if spec.limits:
+        with sessions() as session:
+            notes = apply_spec_limits(
+                session, {scope: limit.model_dump() for scope, limit in spec.limits.items()}
+            )
+    return dataclasses.replace(result, notes=tuple(notes))
+
+
+def _check_prices(spec: ExperimentSpec) -> None:
+    """A budget needs a price for every variant: refuse the spec before queueing anything."""
+    if spec.budget.max_usd is None:
+        return
+    problems = []
+    for index, variant in enumerate(spec.variants):
+        if (
+            estimate_usd(variant.provider, variant.model, variant.params, spec.price_table())
+            is None
+        ):
+            name = f"{variant.provider}:{variant.model}" if variant.model else variant.provider
+            problems.append(
+                f"variants[{index}] ({variant.key}): no price is known for {name}, or its "
+                "length in seconds (params.seconds or duration), so the [budget] cannot be "
+                "enforced; add a [[prices]] entry (provider, model, usd_per_second) and the length"
+            )
+    if problems:
+        raise SpecError(str(spec.source) if spec.source else spec.name, problems)
 
 
 def _item_row_fields() -> Iterable[str]:

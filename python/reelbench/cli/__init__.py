@@ -77,7 +77,27 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve_command",
         "Serve the judging web app: blind pairwise votes on an experiment's videos.",
     ),
+    "providers": (
+        "reelbench.cli.providers",
+        "providers_command",
+        "List the video providers: API keys, params and defaults, seeds and prices.",
+    ),
+    "remeasure": (
+        "reelbench.cli.remeasure",
+        "remeasure_command",
+        "Queue the finished runs of EXPERIMENT to have their metrics computed again.",
+    ),
     "db": ("reelbench.cli.queue", "db_group", "Database maintenance."),
+    "limits": (
+        "reelbench.cli.fleet",
+        "limits_group",
+        "Fleet-wide provider limits: calls in flight and submits per minute.",
+    ),
+    "budget": (
+        "reelbench.cli.fleet",
+        "budget_command",
+        "Show or change the spend budget of EXPERIMENT: spent, committed, per variant.",
+    ),
     "cache": (
         "reelbench.cli.cache",
         "cache_group",

@@ -66,7 +66,7 @@ def _write_csv(results: list[MeasuredVideo], out: IO[str]) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["video", *columns])
     for measured in results:
-        for frame in measured.metrics.frames():
+        for frame in measured.frames():
             row = [measured.video.path]
             for col in columns:
                 value = frame.get(col)
@@ -75,8 +75,12 @@ def _write_csv(results: list[MeasuredVideo], out: IO[str]) -> None:
 
 
 def _frame_columns(results: list[MeasuredVideo]) -> list[str]:
-    frames = results[0].metrics.frames() if results else []
-    return [k for k in frames[0] if k != "index"] if frames else []
+    # A plugin that measures every n-th frame has no key on the others.
+    columns: dict[str, None] = {}
+    for measured in results:
+        for frame in measured.frames():
+            columns.update(dict.fromkeys(k for k in frame if k != "index"))
+    return list(columns)
 
 
 def _print_summaries(results: list[MeasuredVideo], file: IO[str] | None = None) -> None:
@@ -99,12 +103,20 @@ def _print_summaries(results: list[MeasuredVideo], file: IO[str] | None = None) 
         for col in ("mean", "min", "p05", "p50", "p95", "max"):
             table.add_column(col, justify="right")
         summary: dict[str, Any] = doc["summary"]
+        failed: list[str] = []
         for name, stats in summary.items():
-            if isinstance(stats, dict):
+            if isinstance(stats, dict) and "error" in stats:
+                failed.append(name)
+            elif isinstance(stats, dict):
                 table.add_row(
                     name, *(_fmt(stats[c]) for c in ("mean", "min", "p05", "p50", "p95", "max"))
                 )
         out.print(table)
+        for plugin, info in (doc.get("metric_plugins") or {}).items():
+            if info["error"]:
+                out.print(f"metric plugin {plugin} failed ({', '.join(failed)}): {info['error']}",
+                          style="red", markup=False, highlight=False)  # fmt: skip
+        extra = [k for k, v in summary.items() if not isinstance(v, dict) and k not in _SCALARS]
         for key in _SCALARS:
             if key not in summary:
                 continue
@@ -115,6 +127,8 @@ def _print_summaries(results: list[MeasuredVideo], file: IO[str] | None = None) 
             else:
                 shown = _fmt(value)
             out.print(f"{key:>17}: {shown}")
+        for key in extra:  # metric plugins' per-run outputs
+            out.print(f"{key:>17}: {_fmt(summary[key])}", markup=False, highlight=False)
 
 
 @click.command("metrics")
@@ -133,6 +147,15 @@ def _print_summaries(results: list[MeasuredVideo], file: IO[str] | None = None) 
     "psnr filters print them; implies reference), motion (optical flow motion_mean/p95, "
     "warp_error, si/ti as FFmpeg's siti filter, dynamic_degree; slower), default "
     "(frame,temporal,reference), all.  [default: default]",
+)  # fmt: skip
+@click.option(
+    "--plugin", "-p", "plugins", metavar="NAME", multiple=True,
+    help="A metric plugin (entry point in 'reelbench.metrics') fed the same frames; "
+    "repeatable. A plugin that fails is reported, the other metrics are kept.",
+)  # fmt: skip
+@click.option(
+    "--prompt", default="", metavar="TEXT",
+    help="The prompt plugins are told (for text-video metrics).",
 )  # fmt: skip
 @click.option(
     "--format", "-f", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
@@ -159,6 +182,8 @@ def metrics_command(
     as_json: bool,
     output: str | None,
     progress: bool | None,
+    plugins: tuple[str, ...],
+    prompt: str,
 ) -> None:
     """Frame metrics of VIDEO, decoded with PyAV (Y plane, native code).
 
@@ -166,7 +191,8 @@ def metrics_command(
     frame mad/ssim/psnr; with --reference also ssim/psnr/mse against it, and
     with --metrics chroma the U, V and combined SSIM/PSNR as FFmpeg's filters
     print them; with --metrics motion the optical-flow motion, warp error,
-    SI/TI and dynamic degree (docs/metrics.md). The summary gives mean, min,
+    SI/TI and dynamic degree (docs/metrics.md); with --plugin the numbers of
+    installed metric plugins. The summary gives mean, min,
     max and percentiles per metric, temporal flicker, frozen and black ratios,
     scene cuts and pooled PSNR.
 
@@ -194,10 +220,14 @@ def metrics_command(
 
     show_progress = sys.stderr.isatty() if progress is None else progress
     try:
+        if plugins:
+            _check_plugins(plugins)
         if show_progress:
-            results = _measure_with_progress(paths, reference, groups)
+            results = _measure_with_progress(paths, reference, groups, plugins, prompt)
         else:
-            results = measure_videos(paths, reference, groups=groups)
+            results = measure_videos(
+                paths, reference, groups=groups, plugins=plugins, prompt=prompt
+            )
     except UnreadableVideoError as exc:
         if exc.reason == "no video stream in this file":
             raise BadInput(f"{exc.path}: {exc.reason}") from exc
@@ -232,8 +262,26 @@ def metrics_command(
     sys.stdout.flush()
 
 
+def _check_plugins(names: tuple[str, ...]) -> None:
+    """Every --plugin is installed (a typo is bad input, not a failed metric)."""
+    from reelbench.metric_plugins import ENTRY_POINT_GROUP, available_plugins
+
+    installed = available_plugins()
+    missing = [n for n in names if n not in installed]
+    if missing:
+        raise BadInput(
+            f"--plugin {', '.join(missing)}: not installed (installed: "
+            f"{', '.join(installed) or 'none'}); install the package that provides it "
+            f"(a {ENTRY_POINT_GROUP!r} entry point)"
+        )
+
+
 def _measure_with_progress(
-    paths: list[str], reference: str | None, groups: list[str]
+    paths: list[str],
+    reference: str | None,
+    groups: list[str],
+    plugins: tuple[str, ...] = (),
+    prompt: str = "",
 ) -> list[MeasuredVideo]:
     from rich.console import Console
     from rich.progress import Progress
@@ -248,4 +296,6 @@ def _measure_with_progress(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        return measure_videos(paths, reference, groups=groups, on_frame=advance)
+        return measure_videos(
+            paths, reference, groups=groups, on_frame=advance, plugins=plugins, prompt=prompt
+        )

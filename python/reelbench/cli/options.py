@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from reelbench.db.engine import Database
+    from reelbench.spec import ExperimentSpec
 
 __all__ = [
     "BadInput",
     "artifacts_option",
     "check_artifact_root",
+    "check_provider_keys",
     "console",
     "db_option",
     "json_option",
@@ -102,6 +104,21 @@ def json_option(func: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
     )(func)
+
+
+def check_provider_keys(spec: ExperimentSpec) -> None:
+    """Exit 2 naming the variable when a variant's provider has no API key here.
+
+    Run before anything is queued: a run that can only fail on its worker
+    for want of a key should not be queued at all.
+    """
+    from reelbench.providers.describe import missing_key_problems
+
+    problems = missing_key_problems((v.key, v.provider) for v in spec.variants)
+    if problems:
+        where = str(spec.source) if spec.source else spec.name
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise BadInput(f"missing API key for experiment spec {where}:\n{lines}")
 
 
 def console(*, stderr: bool = False, width: int = 160) -> Console:

@@ -20,6 +20,7 @@ from reelbench.cli.options import (
     BadInput,
     artifacts_option,
     check_artifact_root,
+    check_provider_keys,
     db_option,
     json_option,
     no_cache_option,
@@ -85,14 +86,20 @@ def load_processor(reference: str | None = None) -> Processor:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 @json_option
-def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
+@click.option(
+    "--skip-key-check", is_flag=True,
+    help="Queue the runs even though this machine lacks a provider's API key "
+    "(the workers have it).",
+)  # fmt: skip
+def submit_command(spec_path: Path, db_url: str, as_json: bool, skip_key_check: bool) -> None:
     """Queue the runs of the experiment spec SPEC (a TOML file).
 
     Creates the experiment, its items and variants, and one queued run per
     item x variant x repeat. Submitting the same spec again creates nothing;
     a spec with more items, variants or repeats adds only the new runs. An
     invalid spec is reported with the file, key and expectation (exit 2) and
-    nothing is written. Workers (`reelbench worker`) then process the runs.
+    nothing is written; so is a variant whose provider's API key variable is
+    not set here (see `reelbench providers`). Workers (`reelbench worker`) then process the runs.
     """
     from reelbench.spec import SpecError, load_spec
     from reelbench.submit import submit_spec
@@ -101,6 +108,8 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise BadInput(str(exc)) from exc
+    if not skip_key_check:
+        check_provider_keys(spec)
     db = open_db(db_url, create=True)
     try:
         result = submit_spec(db.sessions, spec)
@@ -117,9 +126,12 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool) -> None:
             "variants_created": result.variants_created,
             "runs_created": result.runs_created,
             "runs_total": result.runs_total,
+            "notes": list(result.notes),
         }
         click.echo(json.dumps(doc))
         return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     verb = "created" if result.created_experiment else "extended"
     if not result.created_experiment and result.runs_created == 0:
         verb = "unchanged"
@@ -257,18 +269,29 @@ def status_command(experiment: str | None, db_url: str, as_json: bool) -> None:
         table.add_column(state, justify="right")
     table.add_column("runs/min", justify="right")
     table.add_column("ETA", justify="right")
+    table.add_column("spent", justify="right")
     for s in statuses:
         rate = f"{s.rate_per_second * 60:.1f}" if s.rate_per_second else "-"
+        spent = f"${s.spent_usd:.2f}" if s.spent_usd or s.open_usd or s.max_usd else "-"
+        if s.max_usd is not None:
+            spent += f" / ${s.max_usd:.2f}"
         table.add_row(
             s.name,
             *(str(s.counts.get(state, 0)) for state in states),
             str(s.total),
             rate,
             _duration(s.eta_seconds) if s.remaining else "done",
+            spent,
         )
     # Pipes and files get a width that keeps every column readable.
     console = Console() if Console().is_terminal else Console(width=120)
     console.print(table)
+    for s in statuses:
+        for reason, count in sorted(s.waiting.items()):
+            hint = ""
+            if reason == "budget reached":
+                hint = f" (raise it: reelbench budget {s.name} --max-usd N)"
+            console.print(f"{s.name}: {count} queued run(s) {reason}{hint}", highlight=False)
 
 
 def _experiment_command(

@@ -38,6 +38,7 @@ from reelbench.cli.options import (
     BadInput,
     artifacts_option,
     check_artifact_root,
+    check_provider_keys,
     db_option,
     json_option,
     no_cache_option,
@@ -327,7 +328,8 @@ def run_command(
 
     \b
     Exit codes: 0 every run succeeded; 1 some runs failed (the summary says
-    which and why); 2 bad spec or options; 130 interrupted (run it again).
+    which and why); 2 bad spec or options, or a provider's API key is not set;
+    130 interrupted (run it again).
     """
     from reelbench.spec import SpecError, load_spec
     from reelbench.submit import submit_spec
@@ -336,6 +338,7 @@ def run_command(
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise BadInput(str(exc)) from exc
+    check_provider_keys(spec)
     check_artifact_root(artifacts_dir)
 
     out = _console(stderr=as_json)  # the summary; stdout unless --json owns it
@@ -407,6 +410,12 @@ def run_command(
             soft_wrap=True,
         )
         out.print(f"json:   {escape(str(json_path))}", highlight=False)
+    for line in report.waiting_lines():
+        Console(stderr=True).print(f"[yellow]{escape(line)}[/]")
+    held = report.waiting.get("budget reached", 0)
+    if completed and pending and held == pending:
+        # Nothing else is left: the budget, not an interruption, stopped the run.
+        sys.exit(EXIT_INTERRUPTED)
     if not completed or pending:
         Console(stderr=True).print(
             f"[yellow]interrupted: {pending} run(s) not finished; run the same command again "

@@ -24,9 +24,11 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def serve_command(db_url: str, host: str, port: int, token: str | None) -> None:
     """Serve the judging web app: blind pairwise votes on an experiment's videos.
 
-    Open the printed address, give a name once, and vote with the buttons or
-    keys 1-4 (or the arrow keys). Videos are served only by id from the
-    database. See docs/judging.md.
+    Open the printed address: experiments with live progress and spend, each
+    experiment's report, a compare page (2-4 variants of one item played in
+    step), the judge page (give a name once, vote with the buttons or keys
+    1-4 or the arrow keys) and the ratings. Videos are served only by id
+    from the database. See docs/judging.md.
     """
     import uvicorn
 

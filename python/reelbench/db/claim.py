@@ -31,6 +31,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    null,
     select,
     text,
     tuple_,
@@ -38,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from reelbench.db.budget import BUDGET_WAIT
 from reelbench.db.models import Run, RunAttempt, RunStatus, UTCDateTime
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "claim_runs",
     "close_dropped_attempt",
     "complete",
+    "defer",
     "fail",
     "heartbeat",
     "link_provider_call",
@@ -61,6 +64,8 @@ attempts = cast(Table, RunAttempt.__table__)
 
 RUNNING = RunStatus.RUNNING.value
 QUEUED = RunStatus.QUEUED.value
+#: ``runs.task`` of a finished run whose metrics are being computed again.
+REMEASURE = "remeasure"
 
 # --- the claim --------------------------------------------------------------
 #
@@ -95,7 +100,8 @@ taken AS (
         worker_id = :worker_id,
         lease_expires_at = now() + :lease_seconds * interval '1 second',
         started_at = now(),
-        not_before = NULL
+        not_before = NULL,
+        wait_reason = NULL
     FROM batch
     WHERE runs.id = batch.id
     -- batch.old_status is the row before this UPDATE: 'running' means the
@@ -150,7 +156,8 @@ UPDATE runs SET
     worker_id = :worker_id,
     lease_expires_at = :lease_expires_at,
     started_at = :now,
-    not_before = NULL
+    not_before = NULL,
+    wait_reason = NULL
 WHERE id IN ({ids})
 RETURNING id, attempt
 """
@@ -347,6 +354,8 @@ def _succeeded_values(now: Any) -> dict[str, Any]:
         "error_class": None,
         "error_message": None,
         "error_traceback": None,
+        "task": None,
+        "remeasure": None,
     }
 
 
@@ -431,18 +440,30 @@ def fail(
     """
     terminal = error_class == "terminal"
     give_up = literal(terminal) | (runs.c.attempt >= runs.c.max_attempts)
+    # A remeasure that gives up leaves the run as it was: succeeded, with its
+    # earlier metrics, and the error saying why they were not recomputed.
+    restore = give_up & (runs.c.task == REMEASURE)
     result = executor.execute(
         update(runs)
         .where(_fence(run_id, attempt))
         .values(
-            status=case((give_up, RunStatus.FAILED.value), else_=QUEUED),
+            status=case(
+                (restore, RunStatus.SUCCEEDED.value),
+                (give_up, RunStatus.FAILED.value),
+                else_=QUEUED,
+            ),
             not_before=case((give_up, None), else_=sql_later(executor, retry_in_seconds)),
             finished_at=case((give_up, sql_now(executor)), else_=None),
             worker_id=case((give_up, runs.c.worker_id), else_=None),
             lease_expires_at=None,
             error_class=error_class,
-            error_message=message,
+            error_message=case(
+                (restore, literal("remeasure failed, earlier metrics kept: ") + literal(message)),
+                else_=literal(message),
+            ),
             error_traceback=traceback,
+            task=case((restore, null()), else_=runs.c.task),
+            remeasure=case((restore, null()), else_=runs.c.remeasure),
         )
         .returning(runs.c.status)
     ).first()
@@ -483,6 +504,34 @@ def release(executor: Executor, run_id: int, attempt: int, reason: str) -> bool:
     return True
 
 
+def defer(
+    executor: Executor, run_id: int, attempt: int, reason: str, retry_in_seconds: float
+) -> bool:
+    """Put a run back in the queue for later (fenced), without using an attempt.
+
+    What a run does when the fleet's limits or its experiment's budget say
+    "not now" before any paid work: queued, due in ``retry_in_seconds``, with
+    ``reason`` shown by ``status`` and reports. Like a hand-back,
+    ``max_attempts`` grows by one so the claim's count is given back.
+    """
+    result = executor.execute(
+        update(runs)
+        .where(_fence(run_id, attempt))
+        .values(
+            status=QUEUED,
+            worker_id=None,
+            lease_expires_at=None,
+            not_before=sql_later(executor, retry_in_seconds),
+            max_attempts=runs.c.max_attempts + 1,
+            wait_reason=reason[:200],
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    _close_attempt(executor, run_id, attempt, "deferred", error_message=reason)
+    return True
+
+
 def run_status(executor: Executor, run_id: int) -> tuple[str, int] | None:
     """The run's current ``(status, attempt)``, e.g. to tell a cancel from a lost lease."""
     row = executor.execute(select(runs.c.status, runs.c.attempt).where(runs.c.id == run_id)).first()
@@ -510,18 +559,27 @@ def close_dropped_attempt(
 def pending_runs(executor: Executor, experiment_id: int | None = None) -> dict[str, int]:
     """Runs not finished yet, by state (``queued``, ``running``), in one experiment or all.
 
-    Queued runs include those waiting out a retry backoff: a draining worker
-    waits for them; running ones belong to a worker (maybe another) until
-    their lease ends.
+    Queued runs include those waiting out a retry backoff or a fleet limit:
+    a draining worker waits for them; running ones belong to a worker (maybe
+    another) until their lease ends. Queued runs held back by their
+    experiment's budget are counted apart (``held``): no worker can finish
+    them until someone raises the budget.
     """
+    held_case = case(
+        (
+            (runs.c.status == QUEUED) & runs.c.wait_reason.like(f"{BUDGET_WAIT}%"),
+            literal("held"),
+        ),
+        else_=runs.c.status,
+    )
     query = (
-        select(runs.c.status, func.count())
+        select(held_case, func.count())
         .where(runs.c.status.in_([QUEUED, RUNNING]))
-        .group_by(runs.c.status)
+        .group_by(held_case)
     )
     if experiment_id is not None:
         query = query.where(runs.c.experiment_id == experiment_id)
-    counts = {QUEUED: 0, RUNNING: 0}
+    counts = {QUEUED: 0, RUNNING: 0, "held": 0}
     for status, n in executor.execute(query).all():
         counts[str(status)] = int(n)
     return counts

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from reelbench.db.budget import BUDGET_WAIT, budget_state
 from reelbench.db.models import Experiment, Run, RunStatus
 from reelbench.spec import RetryPolicy
 
@@ -46,6 +47,12 @@ class ExperimentStatus:
     rate_per_second: float | None = None
     #: Seconds until queued + running runs are done at that rate.
     eta_seconds: float | None = None
+    #: Queued runs waiting on the fleet (provider slot, rate, budget), by reason.
+    waiting: dict[str, int] = field(default_factory=dict)
+    #: Charged provider cost, cost of calls in flight (or uncertain), budget.
+    spent_usd: float = 0.0
+    open_usd: float = 0.0
+    max_usd: float | None = None
 
     @property
     def total(self) -> int:
@@ -83,6 +90,19 @@ def experiment_status(
             .group_by(Run.experiment_id, Run.status)
         ).all():
             counts[exp_id][status] = int(n)
+        waiting: dict[int, dict[str, int]] = {i: {} for i in ids}
+        for exp_id, reason, n in session.execute(
+            select(Run.experiment_id, Run.wait_reason, func.count())
+            .where(
+                Run.experiment_id.in_(ids),
+                Run.status == RunStatus.QUEUED.value,
+                Run.wait_reason.is_not(None),
+            )
+            .group_by(Run.experiment_id, Run.wait_reason)
+        ).all():
+            short = short_reason(str(reason))
+            waiting[exp_id][short] = waiting[exp_id].get(short, 0) + int(n)
+        money = {i: budget_state(session, i) for i in ids}
         recent = {
             row[0]: (int(row[1]), row[2])
             for row in session.execute(
@@ -105,8 +125,27 @@ def experiment_status(
             rate = finished / max((now - first).total_seconds(), 1.0)
             remaining = counts[exp_id]["queued"] + counts[exp_id]["running"]
             eta = remaining / rate if remaining else 0.0
-        out.append(ExperimentStatus(exp_name, counts[exp_id], rate, eta))
+        out.append(
+            ExperimentStatus(
+                exp_name,
+                counts[exp_id],
+                rate,
+                eta,
+                waiting=waiting[exp_id],
+                spent_usd=money[exp_id].charged_usd,
+                open_usd=money[exp_id].open_usd,
+                max_usd=money[exp_id].max_usd,
+            )
+        )
     return out
+
+
+def short_reason(reason: str) -> str:
+    """A wait reason without its numbers: ``budget reached``, ``waiting for a openai slot``."""
+    if reason.startswith(BUDGET_WAIT):
+        return BUDGET_WAIT
+    cuts = [i for i in (reason.find(" ("), reason.find(": ")) if i > 0]
+    return reason[: min(cuts)] if cuts else reason
 
 
 def retry_experiment(sessions: sessionmaker[Session], name: str) -> int:
@@ -135,13 +174,32 @@ def retry_experiment(sessions: sessionmaker[Session], name: str) -> int:
 
 
 def cancel_experiment(sessions: sessionmaker[Session], name: str) -> int:
-    """Cancel the queued and running runs of ``name``.
+    """Cancel the queued and running runs of ``name`` (remeasures end, runs stay succeeded).
 
     A running run's worker notices at its next heartbeat (the fence no longer
     holds), stops, and records nothing.
     """
     with sessions() as session, session.begin():
         experiment = find_experiment(session, name)
+        # A run being remeasured was finished: it goes back to succeeded, with
+        # its earlier metrics (a running remeasure's result is refused by the fence).
+        session.execute(
+            update(Run)
+            .where(
+                Run.experiment_id == experiment.id,
+                Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+                Run.task == "remeasure",
+            )
+            .values(
+                status=RunStatus.SUCCEEDED.value,
+                task=None,
+                remeasure=None,
+                lease_expires_at=None,
+                not_before=None,
+                worker_id=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
         result = session.execute(
             update(Run)
             .where(

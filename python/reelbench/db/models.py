@@ -38,9 +38,12 @@ __all__ = [
     "Judgment",
     "Metric",
     "ProviderCall",
+    "ProviderLimit",
+    "ProviderSlot",
     "Run",
     "RunAttempt",
     "RunStatus",
+    "Spend",
     "UTCDateTime",
     "Variant",
 ]
@@ -101,6 +104,8 @@ class Experiment(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     canonical: Mapped[dict[str, Any]] = mapped_column(JSON)
     spec_path: Mapped[str | None] = mapped_column(Text)
+    #: The spend budget in USD (``[budget] max_usd``, ``reelbench budget``); None: no cap.
+    max_usd: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -186,6 +191,13 @@ class Run(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: Why a queued run is waiting (provider slot, rate limit, budget); None: not waiting.
+    wait_reason: Mapped[str | None] = mapped_column(String(200))
+    #: None: generate (the grid's work); ``remeasure``: a finished run whose
+    #: metrics are computed again from its canonical video (``reelbench remeasure``).
+    task: Mapped[str | None] = mapped_column(String(16))
+    #: What a remeasure computes: ``{"metrics": [group or plugin names]}``.
+    remeasure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RunAttempt(Base):
@@ -218,9 +230,13 @@ class ProviderCall(Base):
     model: Mapped[str | None] = mapped_column(String(300))
     # What was asked, without secrets.
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # pending | submitted | succeeded | failed | forgotten (``reelbench cache forget``)
+    # pending | submitting (intent recorded, submit under way) | submitted |
+    # succeeded | failed | forgotten (``reelbench cache forget``)
     status: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[str | None] = mapped_column(String(300))
+    #: Client-generated key sent with the submit to providers that take one;
+    #: kept across takeovers so a repeated submit is recognised by the provider.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
     raw_artifact_uri: Mapped[str | None] = mapped_column(Text)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     raw_bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -238,6 +254,73 @@ class ProviderCall(Base):
     created_at: Mapped[datetime]
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class ProviderLimit(Base):
+    """Fleet-wide limits of one provider (``openai``) or provider and model (``openai:sora-2``)."""
+
+    __tablename__ = "provider_limits"
+
+    scope: Mapped[str] = mapped_column(String(400), primary_key=True)
+    #: Provider calls in flight at once across the fleet (None: no cap).
+    concurrency: Mapped[int | None] = mapped_column(Integer)
+    #: Submits in any 60-second window across the fleet (None: no cap).
+    per_minute: Mapped[int | None] = mapped_column(Integer)
+    #: ``spec`` (from a submitted spec's ``[limits]``) or ``cli`` (``reelbench limits set``).
+    source: Mapped[str] = mapped_column(String(16))
+    #: A provider answered 429 with Retry-After: no submit for the scope before this.
+    paused_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class ProviderSlot(Base):
+    """One unit of a limit: a leased in-flight slot, or one submit of a per-minute window."""
+
+    __tablename__ = "provider_slots"
+    __table_args__ = (
+        UniqueConstraint("scope", "kind", "slot_no"),
+        Index("ix_provider_slots_holder", "holder_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(16))  # concurrency | rate
+    slot_no: Mapped[int] = mapped_column(Integer)
+    holder_run_id: Mapped[int | None] = mapped_column(Integer)
+    holder_attempt: Mapped[int | None] = mapped_column(Integer)
+    lease_expires_at: Mapped[datetime | None]
+    #: ``rate`` slots: when the slot last let a submit through.
+    used_at: Mapped[datetime | None]
+
+
+class Spend(Base):
+    """Money of one paid provider call: reserved before submit, charged when it ends."""
+
+    __tablename__ = "spend"
+    __table_args__ = (
+        Index("ix_spend_experiment_state", "experiment_id", "state"),
+        Index("ix_spend_call", "call_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    holder_attempt: Mapped[int | None] = mapped_column(Integer)
+    call_id: Mapped[int | None] = mapped_column(
+        ForeignKey("provider_calls.id", ondelete="SET NULL")
+    )
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(300))
+    #: reserved (before submit, leased) | submitted (a job exists: counts until
+    #: it ends) | charged | released (nothing was billed)
+    state: Mapped[str] = mapped_column(String(16))
+    estimate_usd: Mapped[float] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    #: provider (reported by the API) | price (the price table)
+    cost_source: Mapped[str | None] = mapped_column(String(16))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Artifact(Base):
@@ -267,6 +350,9 @@ class Metric(Base):
     # mean | min | max | p05 | p50 | p95 | value (for scalars such as scene_cuts)
     stat: Mapped[str] = mapped_column(String(16))
     value: Mapped[float | None] = mapped_column(Float)  # None: +inf PSNR or undefined
+    #: The metrics version (``reelbench.metrics.METRICS_VERSION``) that produced
+    #: the value; None for values recorded before versions were kept.
+    version: Mapped[int | None] = mapped_column(Integer)
 
 
 class DerivedOutput(Base):

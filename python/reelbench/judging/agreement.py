@@ -67,6 +67,14 @@ METRIC_DIRECTIONS: dict[str, int] = {
     "black_ratio": -1,
     "black": -1,
     "scene_cuts": -1,
+    # Motion: generated clips fail far more often by barely moving than by
+    # moving too much, so more motion reads as better; a steadier warp as well.
+    "motion_mean": 1,
+    "motion_p95": 1,
+    "dynamic_degree": 1,
+    "warp_error": -1,
+    "si": 1,
+    "ti": 1,
 }
 
 

@@ -1,7 +1,8 @@
 """Video generators behind one protocol, and the registry that finds them by name.
 
 Built-ins: ``synthetic`` (procedural, deterministic, fault injection),
-``command`` (a local program), ``replicate`` and ``fal`` (hosted APIs).
+``command`` (a local program), ``replicate`` and ``fal`` (hosted APIs),
+``comfyui`` (a workflow on a ComfyUI server).
 Third-party providers register in the entry-point group ``reelbench.providers``.
 """
 
@@ -16,6 +17,7 @@ from reelbench.providers.registry import (
     ENTRY_POINT_GROUP,
     available_providers,
     get_provider,
+    pinned_params,
     validate_variant,
 )
 
@@ -28,5 +30,6 @@ __all__ = [
     "Provider",
     "available_providers",
     "get_provider",
+    "pinned_params",
     "validate_variant",
 ]

@@ -28,6 +28,15 @@ check of reports and the crash-safe submit:
   (default False);
 * ``param_docs: Mapping[str, tuple[Any, str]]`` param name -> (default,
   one-line description).
+
+Optional methods, for providers whose params name files (resolved against
+the spec's folder ``workdir``), called when a spec is loaded:
+
+* ``validate_files(model, params, workdir) -> None`` raises ``ValueError``
+  for a missing or unusable file;
+* ``pin_params(model, params, workdir) -> dict`` returns the params plus the
+  files' content hash, so the variant's identity and the call cache key
+  follow the files' content.
 """
 
 from __future__ import annotations

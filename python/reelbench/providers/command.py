@@ -55,6 +55,14 @@ class CommandProvider:
     """Runs ``params.command`` once per request; free and synchronous."""
 
     name = "command"
+    key_env: tuple[str, ...] = ()
+    #: The seed is handed to the program; whether it uses it is the program's affair.
+    honours_seed = True
+    accepts_idempotency_key = False
+    param_docs: Mapping[str, tuple[Any, str]] = {
+        "command": (None, "the program and its arguments, a list (no shell)"),
+        "timeout_seconds": (DEFAULT_TIMEOUT, "kill the program after this long (retryable)"),
+    }
 
     def validate(self, model: str | None, params: Mapping[str, Any]) -> None:
         """``command`` must be a non-empty list of strings; ``timeout_seconds`` positive."""

@@ -17,12 +17,15 @@ the adapter's own keys (``base_url``, ``max_download_bytes``, ``image_input``,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from reelbench.errors import TerminalError
 from reelbench.providers.base import FetchResult, GenerationRequest, JobStatus
 from reelbench.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    HOSTED_PARAM_DOCS,
     HostedProvider,
     HttpApi,
     find_url,
@@ -38,6 +41,15 @@ class FalProvider(HostedProvider):
     model_pattern = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
     model_hint = "a fal model id like 'fal-ai/ltx-video'"
     default_image_input = "image_url"
+    key_env = ("FAL_KEY",)
+    #: The seed is sent (unless ``send_seed = false``); whether the model honours it varies.
+    honours_seed = True
+    accepts_idempotency_key = False
+    param_docs: Mapping[str, tuple[Any, str]] = {
+        **HOSTED_PARAM_DOCS,
+        "base_url": ("https://queue.fal.run", "API base (env FAL_BASE_URL)"),
+        "image_input": ("image_url", "the model input that receives the item's image"),
+    }
 
     def __init__(self) -> None:
         super().__init__(

@@ -13,7 +13,8 @@ import mimetypes
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from reelbench.providers.params import number_param
 __all__ = [
     "ADAPTER_PARAMS",
     "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "HOSTED_PARAM_DOCS",
     "HostedProvider",
     "HttpApi",
     "file_data_uri",
@@ -40,6 +42,7 @@ __all__ = [
 DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
 _BODY_SNIPPET = 500
 _CHUNK = 1024 * 1024
+_MAX_REDIRECTS = 10
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -224,15 +227,10 @@ class HttpApi:
         The API key is sent only to the API's own host: output files usually
         live on a CDN that must not see it.
         """
-        headers: dict[str, str] = {}
-        if urlsplit(url).netloc == urlsplit(base_url).netloc:
-            headers = self.auth_headers()
         hasher = Sha256()
         size = 0
         try:
-            with self._client().stream(
-                "GET", url, headers=headers, follow_redirects=True
-            ) as response:
+            with self._open_following_redirects(url, base_url) as response:
                 self.raise_for_status(response, "download of the output")
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -262,9 +260,39 @@ class HttpApi:
             raise TerminalError(f"{self.provider}: the output at {url} is empty")
         return hasher.hexdigest(), size
 
+    @contextmanager
+    def _open_following_redirects(self, url: str, base_url: str) -> Iterator[httpx.Response]:
+        """A streamed GET of ``url`` that follows redirects itself.
+
+        Each hop gets the auth header only when it goes to the API's own host:
+        httpx strips ``Authorization`` on a cross-origin redirect but keeps any
+        other header (``x-goog-api-key``, say), which would hand the key to a CDN.
+        """
+        api_host = urlsplit(base_url).netloc
+        for _ in range(_MAX_REDIRECTS + 1):
+            headers = self.auth_headers() if urlsplit(url).netloc == api_host else {}
+            request = self._client().build_request("GET", url, headers=headers)
+            response = self._client().send(request, stream=True)
+            if not response.is_redirect:
+                try:
+                    yield response
+                finally:
+                    response.close()
+                return
+            location = response.headers.get("Location", "")
+            response.close()
+            url = str(response.url.join(location))
+        raise RetryableError(f"{self.provider}: too many redirects downloading the output")
+
 
 #: Params the adapters use themselves; everything else goes to the model.
 ADAPTER_PARAMS = ("base_url", "max_download_bytes", "image_input", "send_seed")
+
+#: ``param_docs`` of the adapter params that every :class:`HostedProvider` reads.
+HOSTED_PARAM_DOCS: Mapping[str, tuple[Any, str]] = {
+    "max_download_bytes": (DEFAULT_MAX_DOWNLOAD_BYTES, "download cap in bytes"),
+    "send_seed": (True, "false: do not send the seed (models that reject it)"),
+}
 
 
 class HostedProvider:

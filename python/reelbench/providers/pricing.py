@@ -34,9 +34,35 @@ class Price:
 
 
 #: Built-in prices; providers with their own entries add them here.
+#: Hosted prices are list prices per second of output at the default size
+#: (docs/providers.md says where each was read and what it does not cover).
 BUILTIN_PRICES: tuple[Price, ...] = (
     Price("synthetic", None, 0.0),
     Price("command", None, 0.0),
+    # OpenAI: sora-2 at 720p; sora-2-pro at 720x1280/1280x720 (its 1024x1792
+    # and 1792x1024 sizes cost 0.50/s: override with [[prices]]).
+    Price("openai", "sora-2", 0.10, read_on="2026-12-03"),
+    Price("openai", "sora-2-pro", 0.30, read_on="2026-12-03"),
+    # Google, Gemini API paid tier, 720p/1080p with audio where the model has it.
+    Price("google", "veo-3.1-generate-preview", 0.40, read_on="2026-12-03"),
+    Price("google", "veo-3.1-fast-generate-preview", 0.15, read_on="2026-12-03"),
+    Price("google", "veo-3.0-generate-001", 0.40, read_on="2026-12-03"),
+    Price("google", "veo-3.0-fast-generate-001", 0.15, read_on="2026-12-03"),
+    Price("google", "veo-2.0-generate-001", 0.35, read_on="2026-12-03"),
+    # Runway bills credits per second of output at $0.01 a credit
+    # (docs.dev.runwayml.com/guides/pricing): gen4_turbo 5, gen4.5 12,
+    # veo3 40, veo3.1 40 with audio (20 without), veo3.1_fast 15 with audio.
+    Price("runway", "gen4_turbo", 0.05, read_on="2026-12-03"),
+    Price("runway", "gen4.5", 0.12, read_on="2026-12-03"),
+    Price("runway", "veo3", 0.40, read_on="2026-12-03"),
+    Price("runway", "veo3.1", 0.40, read_on="2026-12-03"),
+    Price("runway", "veo3.1_fast", 0.15, read_on="2026-12-03"),
+    # Luma bills by output pixels and seconds; these are 720p rates
+    # (ray-2 about $0.71 and ray-flash-2 about $0.24 for 5 s).
+    Price("luma", "ray-2", 0.142, read_on="2026-12-03"),
+    Price("luma", "ray-flash-2", 0.048, read_on="2026-12-03"),
+    # Runs on the user's own hardware: no per-call charge.
+    Price("comfyui", None, 0.0, read_on="2026-12-03"),
 )
 
 #: Params that name the length of the video in seconds, in the order tried.

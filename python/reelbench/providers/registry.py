@@ -18,7 +18,13 @@ from typing import Any
 
 from reelbench.providers.base import Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "available_providers", "get_provider", "validate_variant"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "available_providers",
+    "get_provider",
+    "pinned_params",
+    "validate_variant",
+]
 
 ENTRY_POINT_GROUP = "reelbench.providers"
 
@@ -29,9 +35,14 @@ _instances: dict[str, Provider] = {}
 def _builtin_factories() -> dict[str, Callable[[], Provider]]:
     # Imported lazily: the HTTP adapters pull in httpx, which a worker that
     # only runs local providers does not need at import time.
+    from reelbench.providers.comfyui import ComfyUIProvider
     from reelbench.providers.command import CommandProvider
     from reelbench.providers.fal import FalProvider
+    from reelbench.providers.google import GoogleProvider
+    from reelbench.providers.luma import LumaProvider
+    from reelbench.providers.openai import OpenAIProvider
     from reelbench.providers.replicate import ReplicateProvider
+    from reelbench.providers.runway import RunwayProvider
     from reelbench.providers.synthetic import SyntheticProvider
 
     return {
@@ -39,6 +50,11 @@ def _builtin_factories() -> dict[str, Callable[[], Provider]]:
         "command": CommandProvider,
         "replicate": ReplicateProvider,
         "fal": FalProvider,
+        "openai": OpenAIProvider,
+        "google": GoogleProvider,
+        "runway": RunwayProvider,
+        "luma": LumaProvider,
+        "comfyui": ComfyUIProvider,
     }
 
 
@@ -91,6 +107,31 @@ def get_provider(name: str) -> Provider:
         return provider
 
 
-def validate_variant(provider: str, model: str | None, params: Mapping[str, Any]) -> None:
-    """Check a variant before its runs are queued; ``ValueError`` says what is wrong."""
-    get_provider(provider).validate(model, params)
+def validate_variant(
+    provider: str, model: str | None, params: Mapping[str, Any], workdir: str | None = None
+) -> None:
+    """Check a variant before its runs are queued; ``ValueError`` says what is wrong.
+
+    A provider whose params name files (a workflow, say) may also define
+    ``validate_files(model, params, workdir)``: it is called with the spec's
+    folder, against which those relative paths resolve.
+    """
+    instance = get_provider(provider)
+    instance.validate(model, params)
+    check_files = getattr(instance, "validate_files", None)
+    if check_files is not None:
+        check_files(model, params, workdir)
+
+
+def pinned_params(
+    provider: str, model: str | None, params: Mapping[str, Any], workdir: str | None
+) -> dict[str, Any]:
+    """The variant's params with what its provider pins at spec time.
+
+    A provider whose output depends on a file the params only name (a
+    workflow) defines ``pin_params(model, params, workdir)`` returning the
+    params plus that file's content hash: the variant's identity, and with it
+    the provider-call cache key, then change when the file does.
+    """
+    pin = getattr(get_provider(provider), "pin_params", None)
+    return dict(pin(model, params, workdir)) if pin is not None else dict(params)

@@ -16,6 +16,7 @@ adapter's own keys (``base_url``, ``max_download_bytes``, ``image_input``,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from reelbench.errors import TerminalError
 from reelbench.providers.base import FetchResult, GenerationRequest, JobStatus
 from reelbench.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    HOSTED_PARAM_DOCS,
     HostedProvider,
     HttpApi,
     find_url,
@@ -38,6 +40,15 @@ class ReplicateProvider(HostedProvider):
     model_pattern = re.compile(r"^[\w.-]+/[\w.-]+(:[0-9a-f]{16,})?$|^[0-9a-f]{64}$")
     model_hint = "'owner/name' or 'owner/name:version'"
     default_image_input = "image"
+    key_env = ("REPLICATE_API_TOKEN",)
+    #: The seed is sent (unless ``send_seed = false``); whether the model honours it varies.
+    honours_seed = True
+    accepts_idempotency_key = False
+    param_docs: Mapping[str, tuple[Any, str]] = {
+        **HOSTED_PARAM_DOCS,
+        "base_url": ("https://api.replicate.com", "API base (env REPLICATE_BASE_URL)"),
+        "image_input": ("image", "the model input that receives the item's image"),
+    }
 
     def __init__(self) -> None:
         super().__init__(

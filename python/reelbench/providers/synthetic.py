@@ -56,6 +56,21 @@ class SyntheticProvider:
     """Procedural video generator; free, local, reproducible."""
 
     name = "synthetic"
+    key_env: tuple[str, ...] = ()
+    honours_seed = True
+    accepts_idempotency_key = False
+    param_docs: Mapping[str, tuple[Any, str]] = {
+        "seconds": (1, "duration (0.05-120)"),
+        "width": (64, "frame width, even (16-3840)"),
+        "height": (64, "frame height, even (16-3840)"),
+        "fps": (24, "frame rate (1-120)"),
+        "pattern": ("orbit", "orbit | bars | noise | still | fade (default: the model)"),
+        "seed": (None, "an explicit seed for every repeat (default: the run's seed)"),
+        "fail_retryable": (0, "share of attempts failing retryably at submit"),
+        "fail_terminal": (0, "share of attempts failing terminally at submit"),
+        "corrupt": (0, "share of attempts whose output is garbage bytes"),
+        "latency_seconds": (0, "seconds the job reports running"),
+    }
 
     def validate(self, model: str | None, params: Mapping[str, Any]) -> None:
         """Check sizes, durations, pattern and fault shares."""

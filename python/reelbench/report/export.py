@@ -48,6 +48,7 @@ RUN_COLUMNS = (
     "attempt",
     "error_class",
     "error_message",
+    "wait_reason",
     "cost",
     "latency_seconds",
     "provider_call_id",
@@ -124,14 +125,23 @@ def _document(report: Report) -> dict[str, Any]:
             "canonical": dict(exp.canonical),
             "created_at": exp.created_at.isoformat(),
             "updated_at": exp.updated_at.isoformat(),
+            "max_usd": exp.max_usd,
         },
         "status_counts": report.status_counts,
+        "cost_total": report.cost_total,
+        "waiting": report.waiting,
         "metrics": {name: METRIC_DESCRIPTIONS.get(name, "") for name in report.metric_names},
         "items": [asdict(i) for i in report.items],
         "variants": variants,
         "baseline": baseline,
         "seed_checks": [{**asdict(c), "matched": c.matched} for c in report.seed_checks],
         "runs": [r.as_dict() for r in report.runs],
+        # Metrics that failed on succeeded runs (metric plugins); the message is
+        # in the run's frames.json under metric_plugins.
+        "metric_errors": [
+            {"run_id": r.run_id, "item": r.item_key, "variant": r.variant_key, "metric": m}
+            for r, m in report.metric_errors
+        ],
         "judging": None,
     }
     if report.judging is not None:

@@ -31,7 +31,16 @@ from reelbench.report.svg import PALETTE, Series, line_chart
 from reelbench.report.table import fmt_number
 from reelbench.results import RunRecord
 
-__all__ = ["VIDEO_DIR", "artifact_path", "load_frames", "render_html", "write_html"]
+__all__ = [
+    "REPORT_CSS",
+    "REPORT_JS",
+    "VIDEO_DIR",
+    "artifact_path",
+    "load_frames",
+    "render_body",
+    "render_html",
+    "write_html",
+]
 
 VIDEO_DIR = "videos"
 
@@ -226,9 +235,14 @@ class _Page:
     """Builds the page's sections; holds where files go and which videos are placed."""
 
     def __init__(
-        self, report: Report, out_dir: Path | None, artifact_root: Path | str | None
+        self,
+        report: Report,
+        out_dir: Path | None,
+        artifact_root: Path | str | None,
+        video_link: Callable[[str], str | None] | None = None,
     ) -> None:
         self.report = report
+        self.video_link = video_link
         self.items_by_key = {item.key: item for item in report.items}
         self.out_dir = out_dir
         self.artifact_root = artifact_root
@@ -239,6 +253,8 @@ class _Page:
     # -- videos -------------------------------------------------------------
     def video_src(self, uri: str | None, sha256: str | None, prefix: str = "") -> str | None:
         """Relative path of a placed video, or None when the file is not available."""
+        if self.video_link is not None:  # served: a URL by artifact id, never a path
+            return self.video_link(uri) if uri else None
         src = artifact_path(uri, self.artifact_root, sha256)
         if src is None or not src.is_file():
             return None
@@ -259,11 +275,14 @@ class _Page:
             else ""
         )
         desc = f'<p class="prompt">{_e(exp.description)}</p>' if exp.description else ""
+        spend = r.spend_line()
+        waiting = "".join(f'<p class="meta waiting">{_e(line)}</p>' for line in r.waiting_lines())
         return (
             f"<header><h1>{_e(exp.name)}</h1>{desc}"
             f'<p class="meta">{len(r.items)} items &times; {len(r.variants)} variants &middot; '
             f"{_e(counts)} &middot; {_e(canon_text)} &middot; spec {_e(exp.spec_hash[:12])} "
-            f"&middot; generated {_e(r.generated_at.strftime('%Y-%m-%d %H:%M UTC'))}</p>"
+            f"&middot; generated {_e(r.generated_at.strftime('%Y-%m-%d %H:%M UTC'))}"
+            f"{f' &middot; {_e(spend)}' if spend else ''}</p>{waiting}"
             '<nav><a href="#summary">Summary</a><a href="#grid">Videos</a>'
             '<a href="#frames">Per-frame metrics</a><a href="#failures">Failures</a></nav>'
             "</header>"
@@ -321,7 +340,10 @@ class _Page:
                 tip = (
                     f"n={spread.n}, min={fmt_number(spread.min)}, max={fmt_number(spread.max)}"
                     + (f", {spread.missing} undefined" if spread.missing else "")
+                    + (f", failed on {spread.errors} runs" if spread.errors else "")
                 )
+                if spread.errors:
+                    std += f' <span class="bad">({spread.errors} failed)</span>'
                 cells.append(_num_cell(spread.mean, extra=std, title=tip))
             rows.append(f"<tr>{''.join(cells)}</tr>")
         out = (
@@ -394,9 +416,9 @@ class _Page:
         if run.status == "succeeded":
             src = self.video_src(run.canon_uri, run.canon_sha256)
             if src is None:
+                where = "" if self.video_link else f": <code>{_e(run.canon_uri)}</code>"
                 return (
-                    f'<div class="run failed">{caption}<br>canonical video not found: '
-                    f"<code>{_e(run.canon_uri)}</code></div>"
+                    f'<div class="run failed">{caption}<br>canonical video not found{where}</div>'
                 )
             headline = [
                 f"{m} {fmt_number(run.metric(m), 3)}"
@@ -446,8 +468,9 @@ class _Page:
                 if ref
                 else ""
             )
+            shown_image = Path(item.image).name if self.video_link and item.image else item.image
             image = (
-                f'<div class="caption">image: <code>{_e(item.image)}</code></div>'
+                f'<div class="caption">image: <code>{_e(shown_image)}</code></div>'
                 if item.image
                 else ""
             )
@@ -525,6 +548,40 @@ class _Page:
             )
         return f'<section id="frames"><h2>Per-frame metrics</h2>{legend}{body}</section>'
 
+    def metric_errors(self) -> str:
+        """Metrics that failed on succeeded runs (plugins), with the message from frames.json."""
+        errors = self.report.metric_errors
+        if not errors:
+            return ""
+        rows = "".join(
+            f"<tr><td>{_e(run.item_key)}</td><td>{_e(run.variant_key)}</td>"
+            f"<td class=num>{run.repeat}</td><td class=bad>{_e(metric)}</td>"
+            f"<td><pre>{_e(self.metric_error_message(run, metric))}</pre></td></tr>"
+            for run, metric in errors
+        )
+        return (
+            f'<section id="metric-errors"><h2>Metric errors ({len(errors)})</h2>'
+            '<p class="muted">Metrics that failed on runs that otherwise succeeded.</p>'
+            '<table id="metric-errors-table"><thead><tr><th>item</th><th>variant</th>'
+            "<th>repeat</th><th>metric</th><th>message</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></section>"
+        )
+
+    def metric_error_message(self, run: RunRecord, metric: str) -> str:
+        path = artifact_path(run.frames_uri, self.artifact_root)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8")) if path else None
+        except (OSError, ValueError):
+            doc = None
+        plugins = doc.get("metric_plugins") if isinstance(doc, dict) else None
+        for name, info in (plugins or {}).items():
+            if not isinstance(info, dict) or not info.get("error"):
+                continue
+            outputs = [*info.get("frame_outputs", []), *info.get("run_outputs", [])]
+            if metric == name or metric in outputs:
+                return str(info["error"])
+        return "(no message: the run's frames.json is not readable)"
+
     def failures(self) -> str:
         failures = self.report.failures
         if not failures:
@@ -547,19 +604,48 @@ def _as_float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def render_html(
-    report: Report, *, out_dir: Path | None = None, artifact_root: Path | str | None = None
+#: The page's styles and its sorting/playback script, for pages that embed the report body.
+REPORT_CSS = _CSS
+REPORT_JS = _JS
+
+
+def render_body(
+    report: Report,
+    *,
+    out_dir: Path | None = None,
+    artifact_root: Path | str | None = None,
+    video_link: Callable[[str], str | None] | None = None,
 ) -> str:
-    """The page as a string; with ``out_dir`` its videos are placed under ``out_dir/videos``."""
-    page = _Page(report, out_dir, artifact_root)
+    """The report's sections (header, summary, human ratings, videos, plots, failures).
+
+    ``video_link`` maps an artifact URI to the URL a page shows for it (the
+    web app links videos by artifact id); without it videos are placed under
+    ``out_dir/videos`` or, with no ``out_dir``, linked as ``file://`` URIs.
+    """
+    page = _Page(report, out_dir, artifact_root, video_link)
     human = ""
     if report.judging is not None:
         from reelbench.report.human import judging_html
 
         human = judging_html(report.judging)
-    body = "".join(
-        [page.header(), page.summary(), human, page.grid(), page.frames(), page.failures()]
+    return "".join(
+        [
+            page.header(),
+            page.summary(),
+            human,
+            page.grid(),
+            page.frames(),
+            page.failures(),
+            page.metric_errors(),
+        ]
     )
+
+
+def render_html(
+    report: Report, *, out_dir: Path | None = None, artifact_root: Path | str | None = None
+) -> str:
+    """The page as a string; with ``out_dir`` its videos are placed under ``out_dir/videos``."""
+    body = render_body(report, out_dir=out_dir, artifact_root=artifact_root)
     script_hash = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -15,7 +15,7 @@ from rich.table import Table
 from reelbench.judging import JudgingSummary
 from reelbench.judging.agreement import MIN_AGREEMENT_VOTES
 
-__all__ = ["judging_html", "judging_tables", "judging_to_dict"]
+__all__ = ["judging_details_html", "judging_html", "judging_tables", "judging_to_dict"]
 
 
 def _pct(x: float | None) -> str:
@@ -140,4 +140,57 @@ def judging_html(s: JudgingSummary) -> str:
         f"(needs {MIN_AGREEMENT_VOTES}); Kendall tau between the variant orders.</p>"
         '<table id="metric-agreement"><thead><tr><th>metric</th><th>agrees with people on</th>'
         f"<th>tau</th><th>votes</th></tr></thead><tbody>{agree}</tbody></table></section>"
+    )
+
+
+def judging_details_html(s: JudgingSummary) -> str:
+    """Per-item breakdown and rater agreement, for the ratings page (everything escaped)."""
+    e = html.escape
+    names = [r.variant for r in s.ratings.variants]
+    head = "".join(f"<th>{e(n)}</th>" for n in names)
+    items = "".join(
+        f"<tr><td>{e(b.item)}</td><td class=num>{b.votes}</td>"
+        + "".join(
+            f"<td class=num>{_pct(b.scores[n][1])} <span class=std>of {b.scores[n][0]}</span></td>"
+            if n in b.scores else "<td class=num>-</td>"
+            for n in names
+        )
+        + "</tr>"
+        for b in s.ratings.items
+    )  # fmt: skip
+    a = s.agreement
+    raters = "".join(
+        f"<tr><td>{e(name)}</td><td class=num>{n}</td></tr>" for name, n in a.raters.items()
+    )
+    kappas = "".join(
+        f"<tr><td>{e(k.rater_a)}</td><td>{e(k.rater_b)}</td><td class=num>{k.overlap}</td>"
+        f"<td class=num>{_num(k.kappa, 2)}</td></tr>"
+        for k in a.kappas
+    )
+    kappa_table = (
+        '<table id="kappas"><thead><tr><th>rater</th><th>rater</th><th>pairs both judged</th>'
+        f"<th>Cohen's kappa</th></tr></thead><tbody>{kappas}</tbody></table>"
+        if kappas
+        else '<p class="muted">No two raters judged enough of the same pairs for a kappa.</p>'
+    )
+    repeats = (
+        f"{a.repeat_agreed} of {a.repeat_pairs} repeated judgements agreed "
+        f"({_pct(a.repeat_consistency)})."
+        if a.repeat_pairs
+        else "No rater judged the same two videos twice yet."
+    )
+    stale = (
+        f" {s.ratings.stale_votes} stale votes (runs made again since) are not counted."
+        if s.ratings.stale_votes
+        else ""
+    )
+    return (
+        '<section id="items"><h2>Per item</h2><p class="muted">Each variant\'s score share '
+        "(wins, ties half) of its comparisons on the item.</p>"
+        f'<table id="item-breakdown"><thead><tr><th>item</th><th>votes</th>{head}</tr></thead>'
+        f"<tbody>{items}</tbody></table></section>"
+        '<section id="raters"><h2>Raters</h2>'
+        f"<p>{e(repeats)}{e(stale)} {s.both_bad} votes said both videos were bad.</p>"
+        '<table id="raters-table"><thead><tr><th>rater</th><th>votes</th></tr></thead>'
+        f"<tbody>{raters}</tbody></table>{kappa_table}</section>"
     )

@@ -19,6 +19,7 @@ from functools import cached_property
 
 from reelbench.errors import ReelbenchError
 from reelbench.judging import JudgingSummary, Vote, summarize_judging
+from reelbench.metric_plugins import ERROR_STAT
 from reelbench.results import ExperimentInfo, RunRecord
 
 __all__ = [
@@ -53,6 +54,12 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "black_ratio": "share of frames that are almost entirely black",
     "psnr_ref_pooled": "PSNR of the mean MSE against the reference over all frames, dB",
     "psnr_prev_pooled": "PSNR of the mean MSE between consecutive frames, dB",
+    "motion_mean": "mean optical-flow magnitude, px per frame at the canonical size",
+    "motion_p95": "95th percentile of the optical-flow magnitude, px per frame",
+    "dynamic_degree": "share of frame pairs that move (motion_p95 above the threshold)",
+    "warp_error": "mean |frame t+1 - frame t warped by the flow| (lower = steadier)",
+    "si": "spatial information (ITU-T P.910, as FFmpeg's siti)",
+    "ti": "temporal information (ITU-T P.910, as FFmpeg's siti)",
 }
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -73,6 +80,8 @@ class MetricSpread:
     max: float | None
     #: Runs that have the metric but no finite value (PSNR of identical frames is +inf).
     missing: int = 0
+    #: Runs on which the metric failed (a metric plugin that raised); not in ``missing``.
+    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,8 @@ class SeedVerdict:
     variant: str
     checked: int
     matched: int
-    #: reproducible | not reproducible | cached | not tested
+    #: reproducible | not reproducible | seed ignored (the provider takes none)
+    # | cached | not tested
     verdict: str
     explanation: str
 
@@ -202,6 +212,39 @@ class Report:
         """Runs per status over the whole experiment."""
         return dict(Counter(r.status for r in self.runs))
 
+    @property
+    def waiting(self) -> dict[str, int]:
+        """Queued runs that wait on the fleet, by reason (``budget reached``...)."""
+        from reelbench.db.experiments import short_reason
+
+        return dict(
+            Counter(short_reason(r.wait_reason) for r in self.runs if r.wait_reason is not None)
+        )
+
+    @property
+    def cost_total(self) -> float | None:
+        """What the experiment's provider calls cost (None: no cost known)."""
+        costs = [v.cost_total for v in self.variants if v.cost_total is not None]
+        return math.fsum(costs) if costs else None
+
+    def spend_line(self) -> str | None:
+        """``spent $X of a $Y budget`` / ``spent $X``; None when nothing is known."""
+        spent, budget = self.cost_total, self.experiment.max_usd
+        if spent is None and budget is None:
+            return None
+        text = f"spent ${spent or 0:.2f}"
+        return text + (f" of a ${budget:.2f} budget" if budget is not None else "")
+
+    def waiting_lines(self) -> list[str]:
+        """One line per wait reason of queued runs, with what to do about the budget."""
+        lines = []
+        for reason, count in sorted(self.waiting.items()):
+            line = f"{count} queued run(s) {reason}"
+            if reason == "budget reached":
+                line += f" (raise it: reelbench budget {self.experiment.name} --max-usd N)"
+            lines.append(line)
+        return lines
+
     @cached_property
     def shown_metric_names(self) -> list[str]:
         """Metrics with a value somewhere; tables skip those undefined everywhere.
@@ -209,7 +252,18 @@ class Report:
         (A metric such as ``psnr_ref_pooled`` is stored as null for runs without
         a reference; the JSON export keeps it, the tables need not show a row of dashes.)
         """
-        return [n for n in self.metric_names if any(v.metrics[n].n for v in self.variants)]
+        return [
+            n for n in self.metric_names if any(v.metrics[n].n or v.metrics[n].errors
+                                                for v in self.variants)
+        ]  # fmt: skip
+
+    @cached_property
+    def metric_errors(self) -> list[tuple[RunRecord, str]]:
+        """(run, metric) for every metric that failed on a succeeded run, in grid order."""
+        return [
+            (r, name) for r in self.runs if r.status == "succeeded"
+            for name, stats in r.metrics.items() if ERROR_STAT in stats
+        ]  # fmt: skip
 
     def comparison(self, variant: str, metric: str) -> BaselineComparison | None:
         """The baseline comparison of one variant and metric, if a baseline was asked for."""
@@ -227,11 +281,13 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _spread(values: Sequence[float | None]) -> MetricSpread:
+def _spread(values: Sequence[float | None], errors: int = 0) -> MetricSpread:
     finite = [v for v in (_finite(x) for x in values) if v is not None]
     missing = len(values) - len(finite)
     if not finite:
-        return MetricSpread(n=0, mean=None, std=None, min=None, max=None, missing=missing)
+        return MetricSpread(
+            n=0, mean=None, std=None, min=None, max=None, missing=missing, errors=errors
+        )
     # Sample standard deviation: the runs are a sample of what the variant produces.
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
     return MetricSpread(
@@ -241,6 +297,7 @@ def _spread(values: Sequence[float | None]) -> MetricSpread:
         min=min(finite),
         max=max(finite),
         missing=missing,
+        errors=errors,
     )
 
 
@@ -272,7 +329,14 @@ def _summarize_variant(runs: list[RunRecord], metric_names: list[str]) -> Varian
         # Runs without the metric at all (no reference video, say) are not
         # "missing" values; runs that have it with an undefined value are.
         metrics={
-            name: _spread([r.metric(name) for r in succeeded if name in r.metrics])
+            name: _spread(
+                [
+                    r.metric(name)
+                    for r in succeeded
+                    if name in r.metrics and ERROR_STAT not in r.metrics[name]
+                ],
+                errors=sum(ERROR_STAT in r.metrics.get(name, {}) for r in succeeded),
+            )
             for name in metric_names
         },
     )
@@ -323,10 +387,28 @@ def _seed_checks(runs: list[RunRecord]) -> list[SeedCheck]:
     return checks
 
 
-def _seed_verdict(variant: str, checks: list[SeedCheck]) -> SeedVerdict:
+def _honours_seed(provider: str) -> bool:
+    """What the provider says of itself (``honours_seed``); unknown providers are assumed to."""
+    from reelbench.providers import get_provider
+
+    try:
+        return bool(getattr(get_provider(provider), "honours_seed", True))
+    except Exception:  # a plugin not installed where the report is made
+        return True
+
+
+def _seed_verdict(
+    variant: str, checks: list[SeedCheck], provider: str | None = None
+) -> SeedVerdict:
     independent = [c for c in checks if c.variant == variant and c.independent]
     cached = [c for c in checks if c.variant == variant and not c.independent]
     matched = sum(c.matched for c in independent)
+    if provider is not None and not _honours_seed(provider):
+        # The API takes no seed: equal outputs would be chance, different ones expected.
+        why = f"the {provider} API takes no seed, so the same request is not reproducible"
+        if independent:
+            why += f" ({matched} of {len(independent)} repeated requests matched)"
+        return SeedVerdict(variant, len(independent), matched, "seed ignored", why)
     if independent:
         if matched == len(independent):
             verdict, why = "reproducible", "the same request gave byte-identical outputs"
@@ -384,6 +466,6 @@ def build_report(
         baseline=baseline,
         comparisons=_compare(variants, baseline, metric_names) if baseline else [],
         seed_checks=checks,
-        seed_verdicts=[_seed_verdict(v.key, checks) for v in variants],
+        seed_verdicts=[_seed_verdict(v.key, checks, v.provider) for v in variants],
         judging=summarize_judging(votes, runs, metric_names) if votes else None,
     )

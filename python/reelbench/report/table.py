@@ -90,6 +90,8 @@ def _metrics_table(report: Report) -> Table:
             text = Text(fmt_number(spread.mean))
             if spread.n > 1:
                 text.append(f" ± {fmt_number(spread.std, 2)}", style="dim")
+            if spread.errors:
+                text.append(f" ({spread.errors} failed)", style="red")
             comparison = report.comparison(v.key, name)
             if comparison is not None and comparison.difference is not None:
                 ratio = (
@@ -103,6 +105,20 @@ def _metrics_table(report: Report) -> Table:
                 )
             cells.append(text)
         table.add_row(*cells)
+    return table
+
+
+def _metric_errors_table(report: Report) -> Table:
+    errors = report.metric_errors
+    table = Table(title=f"Metric errors ({len(errors)})", title_justify="left")
+    for header in ("item", "variant", "repeat", "metric"):
+        table.add_column(header, overflow="fold")
+    for r, metric in errors[:MAX_FAILURES_SHOWN]:
+        table.add_row(Text(r.item_key), Text(r.variant_key), str(r.repeat),
+                      Text(metric, style="red"))  # fmt: skip
+    table.caption = "messages: the run's frames.json (metric_plugins) and the HTML report"
+    if len(errors) > MAX_FAILURES_SHOWN:
+        table.caption += f"; {len(errors) - MAX_FAILURES_SHOWN} more in the JSON or HTML report"
     return table
 
 
@@ -173,6 +189,10 @@ def render_table(
             (counts or "no runs", ""),
         )
     ]
+    spend = report.spend_line()
+    if spend:
+        parts.append(Text(spend, style="dim"))
+    parts.extend(Text(line, style="yellow") for line in report.waiting_lines())
     if report.variants:
         parts.append(_variants_table(report))
     if report.shown_metric_names:
@@ -185,4 +205,6 @@ def render_table(
         parts.extend(judging_tables(report.judging))
     if report.failures:
         parts.append(_failures_table(report))
+    if report.metric_errors:
+        parts.append(_metric_errors_table(report))
     console.print(Group(*parts))
