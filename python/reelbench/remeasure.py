@@ -105,8 +105,8 @@ def remeasure_run(
         summary = {k: v for k, v in summary.items() if k in set(runner.summary() if runner else ())}
     records = measured.frames()
 
-    frames_doc = _merged_frames(_read_frames(session, store, ctx.run_id), summary, records, ctx, ordered,
-                                plugins)  # fmt: skip
+    current = _read_frames(session, store, ctx.run_id)
+    frames_doc = _merged_frames(current, summary, records, ctx, ordered, plugins)
     final = store.path_for(ctx.run_id, "frames").with_name(
         f"frames-remeasured-{uuid.uuid4().hex[:8]}.json"
     )
