@@ -12,7 +12,11 @@ Fixtures:
 - ``database_url``: a fresh, migrated, empty database, parametrized over
   ``sqlite`` and ``postgresql`` (use it for everything that touches the db);
 - ``sqlite_url`` / ``postgres_url``: one backend only;
-- ``postgres_cluster``: the throwaway cluster (restart it to test reconnects).
+- ``postgres_cluster``: the throwaway cluster (restart it to test reconnects);
+- ``s3_server``: a SeaweedFS server on loopback for the session (skipped
+  without the ``weed`` binary, a failure under ``CI=true``);
+- ``s3_root``: a fresh ``s3://bucket/prefix`` artifact root, with the
+  server's credentials and a per-test scratch folder in the environment.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from postgres_cluster import PG_MISSING, PostgresCluster, cluster, have_server_binaries
+from s3_server import WEED_MISSING, S3Server, find_weed, start_s3_server
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -106,3 +111,28 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def backend(database_url: str) -> str:
     """``sqlite`` or ``postgresql``: the backend of ``database_url``."""
     return make_url(database_url).get_backend_name()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The session's S3-compatible server (SeaweedFS), stopped at the end."""
+    if find_weed() is None:
+        if IN_CI:
+            pytest.fail(WEED_MISSING, pytrace=False)
+        pytest.skip(WEED_MISSING)
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_root(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh artifact root in the test bucket; credentials and scratch in the environment."""
+    if s3_server.proc is None:  # a test that stopped it failed before starting it again
+        s3_server.start()
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("REELBENCH_SCRATCH", str(tmp_path / "scratch"))
+    yield f"s3://{s3_server.bucket}/t-{uuid.uuid4().hex[:12]}"

@@ -470,7 +470,7 @@ class ProviderCallCache:
             admission = self._admit_resume(session, request, call_id, run_id, attempt, how)
         try:
             self._await_job(session, provider, request, call_id, job_id, run_id, attempt, stop)
-            raw_path = self._free_raw_path(session, raw_path, call_id)
+            raw_path = self._free_raw_path(session, raw_path, call_id, self.store.uri_of)
             temp = self.store.temp_path(raw_path)
             try:
                 result = provider.fetch(job_id, request, temp)
@@ -657,7 +657,9 @@ class ProviderCallCache:
                 log.warning("could not record the Retry-After of %s", request.provider)
 
     @staticmethod
-    def _free_raw_path(session: Session, raw_path: Path, call_id: int) -> Path:
+    def _free_raw_path(
+        session: Session, raw_path: Path, call_id: int, uri_of: Callable[[Path], str]
+    ) -> Path:
         """``raw_path``, unless another call's cached result lives there.
 
         Other runs' artifact rows may point at that file (cache hits), so it
@@ -668,7 +670,7 @@ class ProviderCallCache:
             read_transaction(session)
             found = session.scalar(
                 select(ProviderCall.id).where(
-                    ProviderCall.raw_artifact_uri == raw_path.as_uri(),
+                    ProviderCall.raw_artifact_uri == uri_of(raw_path),
                     ProviderCall.id != call_id,
                     ProviderCall.status == "succeeded",
                 )

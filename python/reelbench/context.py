@@ -38,6 +38,7 @@ from reelbench.db.item_files import item_file
 from reelbench.db.models import Experiment, Item, Run, Variant
 from reelbench.providers.pricing import Price
 from reelbench.spec import BudgetSpec, MetricsSettings, PriceSpec, RetryPolicy
+from reelbench.storage import artifact_root_of
 from reelbench.video.canonical import CanonicalFormat
 
 __all__ = [
@@ -88,8 +89,9 @@ class RunContext:
     gen_input: Mapping[str, Any]
     reference_path: str | None
     canonical: CanonicalFormat
-    artifact_root: Path
-    run_output_dir: Path  # artifact_root / str(run_id)
+    #: A folder, or an ``s3://bucket/prefix`` URI (see :func:`reelbench.storage.open_store`).
+    artifact_root: Path | str
+    run_output_dir: Path | str  # artifact_root / str(run_id)
     #: The fencing token: this claim's attempt number.
     attempt: int
     worker_id: str
@@ -174,7 +176,7 @@ def build_contexts(
     claims: Sequence[tuple[int, int]],
     *,
     worker_id: str,
-    artifact_root: Path,
+    artifact_root: Path | str,
     use_cache: bool = True,
     settings_cache: dict[int, ExperimentSettings] | None = None,
     lease_seconds: float = 60.0,
@@ -189,7 +191,7 @@ def build_contexts(
     attempts = dict(claims)
     rows = session.execute(_CONTEXT_QUERY, {"run_ids": list(attempts)}).all()
     by_experiment = {} if settings_cache is None else settings_cache
-    root = artifact_root if artifact_root.is_absolute() else artifact_root.resolve()
+    root = artifact_root_of(artifact_root)
     contexts = {}
     for row in rows:
         settings = by_experiment.get(row.experiment_id)
@@ -239,7 +241,7 @@ def build_contexts(
             reference_path=item_file(row.reference_path, spec_dir),
             canonical=settings.canonical,
             artifact_root=root,
-            run_output_dir=root / str(row.id),
+            run_output_dir=f"{root}/{row.id}" if isinstance(root, str) else root / str(row.id),
             attempt=attempts[row.id],
             worker_id=worker_id,
             spec_dir=spec_dir,
@@ -269,7 +271,7 @@ def build_context(
     attempt: int,
     *,
     worker_id: str,
-    artifact_root: Path,
+    artifact_root: Path | str,
     use_cache: bool = True,
 ) -> RunContext:
     """The context of one claimed run (see :func:`build_contexts`)."""

@@ -67,7 +67,7 @@ from reelbench.db.result_rows import STAGED, replay_staged
 from reelbench.db.retry import DB_UNAVAILABLE, Stopping, retry_db, short_error
 from reelbench.errors import Deferred, LeaseLost, RetryableError, TerminalError
 from reelbench.spec import RetryPolicy
-from reelbench.storage import DEFAULT_ARTIFACT_ROOT
+from reelbench.storage import DEFAULT_ARTIFACT_ROOT, artifact_root_of
 
 __all__ = [
     "ExperimentStatus",
@@ -149,7 +149,7 @@ class WorkerOrchestrator:
         self.experiment = experiment
         self.drain = drain
         self.use_cache = use_cache
-        self.artifact_root = Path(artifact_root).resolve()
+        self.artifact_root = artifact_root_of(artifact_root)
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
         self.db_retry_seconds = db_retry_seconds
@@ -174,7 +174,8 @@ class WorkerOrchestrator:
 
     def run(self) -> WorkerStats:
         """Work until ``stop()`` (or, with ``drain``, until nothing is claimable)."""
-        self.artifact_root.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.artifact_root, Path):
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
         if self.experiment is not None:
 
             def lookup() -> int:

@@ -78,7 +78,7 @@ from reelbench.identity import sha256_file
 from reelbench.metric_plugins import MeasuringSink, PluginRun, PluginRunner
 from reelbench.metrics import METRICS_VERSION, FrameMetrics
 from reelbench.providers import GenerationRequest, get_provider
-from reelbench.storage import ArtifactStore, StoredFile, path_from_uri
+from reelbench.storage import ArtifactStore, StoredFile, open_store
 from reelbench.video.normalize import FrameSink, NormalizeResult, UnusableVideo, normalize_video
 
 __all__ = ["FileHashes", "RunProcessor", "metric_rows"]
@@ -182,7 +182,7 @@ class RunProcessor:
 
     def process(self, ctx: RunContext, session: Session) -> tuple[str, str]:
         """Do the run's work; return (canon_uri, canon_sha256). See the module docs."""
-        store = ArtifactStore(ctx.artifact_root)
+        store = open_store(ctx.artifact_root)
         run_id, attempt = ctx.run_id, ctx.attempt
 
         def fence() -> None:
@@ -308,10 +308,14 @@ class RunProcessor:
             copy_temp = store.temp_path(copy_final)
         source: Path | None = None
         if reference is not None:
-            source = path_from_uri(reference.copy.uri) if reference.copy else reference.path
+            source = (
+                store.local_path(reference.copy.uri, reference.copy.sha256)
+                if reference.copy
+                else reference.path
+            )
         try:
             result = normalize_video(
-                path_from_uri(raw.uri),
+                store.local_path(raw.uri, raw.sha256),
                 temp,
                 ctx.canonical,
                 metrics=sink,

@@ -35,7 +35,7 @@ from reelbench.db.result_rows import stage_rows
 from reelbench.errors import TerminalError
 from reelbench.metrics import METRICS_VERSION, measure_videos
 from reelbench.spec import METRIC_GROUPS
-from reelbench.storage import ArtifactStore, path_from_uri
+from reelbench.storage import ArtifactStore
 
 if TYPE_CHECKING:
     from reelbench.context import RunContext
@@ -86,13 +86,13 @@ def remeasure_run(
                     f"run {ctx.run_id}: the canonical copy of the item's reference video is "
                     "missing, so reference metrics cannot be remeasured from canonical frames"
                 )
-            reference = path_from_uri(found.copy.uri)
+            reference = store.local_path(found.copy.uri, found.copy.sha256)
         else:
             groups = [g for g in groups if g not in _REFERENCE_GROUPS]
     runner = _plugin_runner(dataclasses.replace(ctx, metric_plugins=tuple(plugins)))
     ordered = [g for g in METRIC_GROUPS if g in groups]
     measured = measure_videos(
-        [path_from_uri(ctx.canon_uri)],
+        [store.local_path(ctx.canon_uri, ctx.canon_sha256)],
         reference,
         groups=ordered or ["frame"],
         runners=[runner] if runner is not None else None,
@@ -105,8 +105,8 @@ def remeasure_run(
         summary = {k: v for k, v in summary.items() if k in set(runner.summary() if runner else ())}
     records = measured.frames()
 
-    frames_doc = _merged_frames(_read_frames(session, ctx.run_id), summary, records, ctx, ordered,
-                                plugins)  # fmt: skip
+    current = _read_frames(session, store, ctx.run_id)
+    frames_doc = _merged_frames(current, summary, records, ctx, ordered, plugins)
     final = store.path_for(ctx.run_id, "frames").with_name(
         f"frames-remeasured-{uuid.uuid4().hex[:8]}.json"
     )
@@ -151,15 +151,17 @@ def remeasure_run(
     return ctx.canon_uri, ctx.canon_sha256
 
 
-def _read_frames(session: Session, run_id: int) -> dict[str, Any]:
+def _read_frames(session: Session, store: ArtifactStore, run_id: int) -> dict[str, Any]:
     """The run's current frames.json document ({} when it is gone or unreadable)."""
-    uri = session.scalar(
-        select(Artifact.uri).where(Artifact.run_id == run_id, Artifact.kind == "frames")
-    )
-    if not uri:
+    row = session.execute(
+        select(Artifact.uri, Artifact.sha256).where(
+            Artifact.run_id == run_id, Artifact.kind == "frames"
+        )
+    ).first()
+    if row is None or not row.uri:
         return {}
     try:
-        doc = json.loads(path_from_uri(uri).read_text(encoding="utf-8"))
+        doc = json.loads(store.local_path(row.uri, row.sha256).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}

@@ -15,6 +15,7 @@ __all__ = [
     "DATABASE_ENV",
     "DEFAULT_ARTIFACT_ROOT",
     "DEFAULT_DATABASE_URL",
+    "artifact_root_of",
     "display_url",
     "resolve_db_url",
 ]
@@ -56,3 +57,11 @@ def resolve_db_url(db: str | None) -> str:
     if db:
         return db
     return os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE_URL
+
+
+def artifact_root_of(root: str | os.PathLike[str]) -> Path | str:
+    """The artifact root as given: an ``s3://`` URI stays a string, a folder becomes absolute."""
+    text = os.fspath(root)
+    if text.startswith("s3://"):
+        return text.rstrip("/")
+    return Path(text).expanduser().resolve()

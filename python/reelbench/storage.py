@@ -1,5 +1,10 @@
 """The artifact store: files under a root directory, addressed by ``file://`` URIs.
 
+An ``s3://bucket/prefix`` root selects the object store of
+:mod:`reelbench.object_store` instead, behind the same interface:
+:func:`open_store` picks by the root's scheme. Code that needs a file on
+this machine asks the store (``local_path``), never the URI itself.
+
 Layout: ``{run_id}/raw/raw.mp4``, ``{run_id}/canon/canon.mp4``,
 ``{run_id}/metrics/frames.json``; lossless canonical copies of reference
 videos, shared by every run of every item that uses them, in
@@ -25,9 +30,16 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from reelbench.identity import Sha256, sha256_file
-from reelbench.settings import DEFAULT_ARTIFACT_ROOT
+from reelbench.settings import DEFAULT_ARTIFACT_ROOT, artifact_root_of
 
-__all__ = ["DEFAULT_ARTIFACT_ROOT", "ArtifactStore", "StoredFile", "path_from_uri"]
+__all__ = [
+    "DEFAULT_ARTIFACT_ROOT",
+    "ArtifactStore",
+    "StoredFile",
+    "artifact_root_of",
+    "open_store",
+    "path_from_uri",
+]
 
 ARTIFACT_NAMES = {
     "raw": ("raw", "raw.mp4"),
@@ -56,6 +68,27 @@ def path_from_uri(uri: str) -> Path:
     if parts.scheme != "file":
         raise ValueError(f"unsupported artifact URI {uri!r}: only file:// URIs are stored now")
     return Path(unquote(parts.path))
+
+
+_OPEN: dict[tuple[str, str, str], ArtifactStore] = {}
+
+
+def open_store(root: str | os.PathLike[str]) -> ArtifactStore:
+    """The store for an artifact root: local folder, or ``s3://bucket/prefix``.
+
+    Object stores are kept per process (root, scratch folder, endpoint), so
+    their clients and the hashes of scratch files are shared by every run.
+    """
+    text = os.fspath(root)
+    if not text.startswith("s3://"):
+        return ArtifactStore(text)
+    from reelbench.object_store import S3ArtifactStore, default_scratch
+
+    key = (text.rstrip("/"), str(default_scratch()), os.environ.get("AWS_ENDPOINT_URL", ""))
+    store = _OPEN.get(key)
+    if store is None:
+        store = _OPEN.setdefault(key, S3ArtifactStore(text))
+    return store
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -142,8 +175,15 @@ class ArtifactStore:
             temp, final, sha256=Sha256(data).hexdigest(), before_rename=before_rename
         )
 
-    @staticmethod
-    def verify(uri: str, sha256: str | None) -> bool:
+    def uri_of(self, path: Path) -> str:
+        """The URI a file at ``path`` (under the root) is recorded with."""
+        return path.as_uri()
+
+    def local_path(self, uri: str, sha256: str | None = None) -> Path:
+        """The local file behind ``uri`` (``sha256``: checked by stores that fetch files)."""
+        return path_from_uri(uri)
+
+    def verify(self, uri: str, sha256: str | None) -> bool:
         """True when the file at ``uri`` exists and its SHA-256 is ``sha256``."""
         if not sha256:
             return False

@@ -6,6 +6,7 @@ are imported only inside :func:`open_db`, by commands that use a database.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,8 +61,25 @@ def db_option(func: F) -> F:
     )(func)
 
 
+def _set_scratch(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # The object store reads its scratch folder from the environment, in this
+    # process and in any worker process it starts.
+    if value:
+        os.environ["REELBENCH_SCRATCH"] = value
+
+
 def artifacts_option(func: F) -> F:
-    """``--artifacts DIR``: where videos and per-frame metrics are written."""
+    """``--artifacts DIR|s3://bucket/prefix`` (and ``--scratch DIR`` for s3 roots)."""
+    func = click.option(
+        "--scratch",
+        metavar="DIR",
+        default=None,
+        expose_value=False,
+        callback=_set_scratch,
+        type=click.Path(file_okay=False),
+        help="Local folder for s3:// artifacts on their way in and out "
+        "(env REELBENCH_SCRATCH; default ~/.cache/reelbench/scratch).",
+    )(func)
     return click.option(
         "--artifacts",
         "artifacts_dir",
@@ -70,7 +88,7 @@ def artifacts_option(func: F) -> F:
         show_default=True,
         metavar="DIR",
         type=click.Path(file_okay=False),
-        help=f"Artifact root directory (env {ARTIFACTS_ENV}).",
+        help=f"Artifact root directory, or s3://bucket/prefix (env {ARTIFACTS_ENV}).",
     )(func)
 
 
@@ -146,10 +164,10 @@ def open_db(db_url: str, *, create: bool = False) -> Database:
 
 def check_artifact_root(artifacts_dir: str) -> None:
     """Stop with one line (exit 2) when the artifact root cannot be written."""
-    from reelbench.storage import ArtifactStore
+    from reelbench.storage import open_store
 
     try:
-        ArtifactStore(artifacts_dir).check_writable()
+        open_store(artifacts_dir).check_writable()
     except OSError as exc:
         raise BadInput(exc.strerror or str(exc)) from exc
 

@@ -27,7 +27,7 @@ from reelbench.cli.options import (
     open_db,
     short_db_error,
 )
-from reelbench.settings import display_url
+from reelbench.settings import artifact_root_of, display_url
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -218,7 +218,7 @@ def worker_command(
         experiment=experiment,
         drain=drain,
         use_cache=not no_cache,
-        artifact_root=Path(artifacts_dir),
+        artifact_root=artifact_root_of(artifacts_dir),
     )
     worker.install_signal_handlers()
     try:

@@ -108,7 +108,9 @@ def report_command(
     finally:
         engine.dispose()
 
-    artifact_root = Path(artifacts_dir)
+    from reelbench.settings import artifact_root_of
+
+    artifact_root = artifact_root_of(artifacts_dir)
     if fmt == "html":
         target = output or default_report_dir(report.experiment.name)
         if target.suffix.lower() not in (".html", ".htm"):

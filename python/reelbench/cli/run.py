@@ -57,6 +57,7 @@ from reelbench.report import (
     write_report_files,
 )
 from reelbench.results import query_results
+from reelbench.settings import artifact_root_of
 
 __all__ = ["EXIT_INTERRUPTED", "run_command"]
 
@@ -141,7 +142,7 @@ def _work(
     experiment_id: int,
     *,
     workers: int,
-    artifact_root: Path,
+    artifact_root: Path | str,
     use_cache: bool,
     progress_console: Console | None,
     grace_seconds: float,
@@ -370,7 +371,7 @@ def run_command(
             submitted.experiment_name,
             submitted.experiment_id,
             workers=workers,
-            artifact_root=Path(artifacts_dir),
+            artifact_root=artifact_root_of(artifacts_dir),
             use_cache=not no_cache,
             progress_console=progress_console,
             grace_seconds=grace_seconds,
@@ -380,7 +381,9 @@ def run_command(
         except ReportError as exc:
             raise BadInput(str(exc)) from exc
         target = report_target or default_report_dir(submitted.experiment_name)
-        html_path, json_path = write_report_files(report, target, artifact_root=Path(artifacts_dir))
+        html_path, json_path = write_report_files(
+            report, target, artifact_root=artifact_root_of(artifacts_dir)
+        )
     finally:
         db.dispose()
         log.removeHandler(handler)

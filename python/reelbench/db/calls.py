@@ -202,9 +202,20 @@ def forget_calls(session: Session, calls: Sequence[ProviderCall]) -> ForgetResul
 
 
 def remove_files(uris: Sequence[str]) -> list[str]:
-    """Delete local files (after the forgetting was committed); the URIs actually removed."""
+    """Delete the files (after the forgetting was committed); the URIs actually removed.
+
+    ``s3://`` objects are deleted from their bucket (credentials from the environment).
+    """
     removed = []
     for uri in uris:
+        if uri.startswith("s3://"):
+            from reelbench.object_store import S3ArtifactStore, parse_s3_uri
+            from reelbench.storage import open_store
+
+            store = open_store(f"s3://{parse_s3_uri(uri).bucket}")
+            if isinstance(store, S3ArtifactStore) and store.delete(uri):
+                removed.append(uri)
+            continue
         try:
             path = path_from_uri(uri)
         except ValueError:

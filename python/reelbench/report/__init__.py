@@ -89,7 +89,7 @@ def report_paths(target: Path) -> tuple[Path, Path]:
 
 
 def write_report_files(
-    report: Report, target: Path, *, artifact_root: Path | None = None
+    report: Report, target: Path, *, artifact_root: Path | str | None = None
 ) -> tuple[Path, Path]:
     """Write the HTML page (with its videos) and the JSON document; return both paths."""
     html_path, json_path = report_paths(target)

@@ -150,19 +150,42 @@ def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def artifact_path(uri: str | None, artifact_root: Path | None) -> Path | None:
-    """The local file behind an artifact URI: ``file://`` URIs, absolute or root-relative paths."""
+def artifact_path(
+    uri: str | None, artifact_root: Path | str | None, sha256: str | None = None
+) -> Path | None:
+    """The local file behind an artifact URI: ``file://`` URIs, absolute or root-relative paths.
+
+    ``s3://`` objects are downloaded (into the scratch folder, SHA-256 checked
+    when known); None when they cannot be fetched.
+    """
     if not uri:
         return None
+    if uri.startswith("s3://"):
+        return _fetched_object(uri, artifact_root, sha256)
     if uri.startswith("file:"):
         parsed = urlparse(uri)
         return Path(unquote(parsed.path))
     if "://" in uri:
         return None  # remote store: not on this machine
     path = Path(uri)
-    if not path.is_absolute() and artifact_root is not None:
+    if not path.is_absolute() and isinstance(artifact_root, Path):
         path = artifact_root / path
     return path
+
+
+def _fetched_object(uri: str, artifact_root: Path | str | None, sha256: str | None) -> Path | None:
+    from reelbench.errors import RetryableError
+    from reelbench.object_store import parse_s3_uri
+    from reelbench.storage import open_store
+
+    bucket = parse_s3_uri(uri).bucket
+    root = artifact_root if isinstance(artifact_root, str) else None
+    if root is None or parse_s3_uri(root).bucket != bucket:
+        root = f"s3://{bucket}"
+    try:
+        return open_store(root).local_path(uri, sha256)
+    except (OSError, ValueError, RetryableError):
+        return None
 
 
 def load_frames(path: Path) -> list[dict[str, Any]]:
@@ -215,7 +238,7 @@ class _Page:
         self,
         report: Report,
         out_dir: Path | None,
-        artifact_root: Path | None,
+        artifact_root: Path | str | None,
         video_link: Callable[[str], str | None] | None = None,
     ) -> None:
         self.report = report
@@ -232,7 +255,7 @@ class _Page:
         """Relative path of a placed video, or None when the file is not available."""
         if self.video_link is not None:  # served: a URL by artifact id, never a path
             return self.video_link(uri) if uri else None
-        src = artifact_path(uri, self.artifact_root)
+        src = artifact_path(uri, self.artifact_root, sha256)
         if src is None or not src.is_file():
             return None
         if self.out_dir is None:  # rendering without writing: point at the file itself
@@ -590,7 +613,7 @@ def render_body(
     report: Report,
     *,
     out_dir: Path | None = None,
-    artifact_root: Path | None = None,
+    artifact_root: Path | str | None = None,
     video_link: Callable[[str], str | None] | None = None,
 ) -> str:
     """The report's sections (header, summary, human ratings, videos, plots, failures).
@@ -619,7 +642,7 @@ def render_body(
 
 
 def render_html(
-    report: Report, *, out_dir: Path | None = None, artifact_root: Path | None = None
+    report: Report, *, out_dir: Path | None = None, artifact_root: Path | str | None = None
 ) -> str:
     """The page as a string; with ``out_dir`` its videos are placed under ``out_dir/videos``."""
     body = render_body(report, out_dir=out_dir, artifact_root=artifact_root)
@@ -634,7 +657,7 @@ def render_html(
     )
 
 
-def write_html(report: Report, path: Path, *, artifact_root: Path | None = None) -> Path:
+def write_html(report: Report, path: Path, *, artifact_root: Path | str | None = None) -> Path:
     """Write the page to ``path`` and its videos to ``path.parent/videos``; return ``path``.
 
     The page is written atomically (temporary name, then rename), so a browser

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, select_autoescape
@@ -46,6 +46,7 @@ from reelbench.db.models import Artifact, Experiment, Item
 from reelbench.judging.ratings import compute_ratings
 from reelbench.judging.selection import pair_key, select_pair
 from reelbench.judging.storage import VoteRefused, judgeable_runs, record_vote
+from reelbench.object_store import S3ArtifactStore, first_line, is_object_uri
 from reelbench.report.html import REPORT_CSS, REPORT_JS, render_body
 from reelbench.report.human import judging_details_html, judging_html
 from reelbench.serve import pages
@@ -128,12 +129,8 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _range_response(path: Path, request: Request) -> Response:
-    """The file, whole or the one byte range asked for (206), 416 for a range past its end."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return Response("not found", status_code=404)
+def _byte_range(size: int, request: Request) -> tuple[int, int, int, dict[str, str]] | Response:
+    """``(start, end, status, headers)`` of the range asked for, or the 416 response."""
     headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
     start, end, status = 0, size - 1, 200
     asked = request.headers.get("range")
@@ -151,6 +148,19 @@ def _range_response(path: Path, request: Request) -> Response:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
+    return start, end, status, headers
+
+
+def _range_response(path: Path, request: Request) -> Response:
+    """The file, whole or the one byte range asked for (206), 416 for a range past its end."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return Response("not found", status_code=404)
+    asked = _byte_range(size, request)
+    if isinstance(asked, Response):
+        return asked
+    start, end, status, headers = asked
 
     def body() -> Iterator[bytes]:  # sync: Starlette reads it in its thread pool
         with path.open("rb") as fh:
@@ -162,6 +172,35 @@ def _range_response(path: Path, request: Request) -> Response:
                     break
                 left -= len(chunk)
                 yield chunk
+
+    return StreamingResponse(body(), status_code=status, headers=headers)
+
+
+async def _object_response(uri: str, request: Request) -> Response:
+    """An ``s3://`` video streamed from the object store, with the same range handling."""
+    import obstore
+
+    from reelbench.object_store import parse_s3_uri
+    from reelbench.storage import open_store
+
+    location = parse_s3_uri(uri)
+    store = cast(S3ArtifactStore, open_store(f"s3://{location.bucket}"))
+    try:
+        meta = await obstore.head_async(store.client, location.key)
+    except FileNotFoundError:
+        return Response("not found", status_code=404)
+    except Exception as exc:  # the store is unreachable: say so, not "not found"
+        return Response(f"the object store cannot be read: {first_line(exc)}", status_code=503)
+    asked = _byte_range(int(meta["size"]), request)
+    if isinstance(asked, Response):
+        return asked
+    start, end, status, headers = asked
+    options: Any = {"range": (start, end + 1)}
+    result = await obstore.get_async(store.client, location.key, options=options)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in result.stream(min_chunk_size=CHUNK):
+            yield bytes(chunk)
 
     return StreamingResponse(body(), status_code=status, headers=headers)
 
@@ -373,32 +412,47 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
         return await run_in_threadpool(store_vote, experiment_id, rater, form, parts)
 
     # -- videos and static files --------------------------------------------------
-    def artifact_file(session: Session, artifact_id: int) -> Path | None:
+    def artifact_file(session: Session, artifact_id: int) -> Path | str | None:
         art = session.get(Artifact, artifact_id)
         if art is None or art.kind not in VIDEO_KINDS:
             return None
+        if is_object_uri(art.uri):
+            return art.uri
         try:
             return path_from_uri(art.uri)
         except ValueError:
             return None
 
-    def video(request: Request) -> Response:
-        with sessions() as session:
-            path = artifact_file(session, int(request.path_params["artifact_id"]))
-        return _range_response(path, request) if path else not_found("video")
+    async def send(path: Path | str | None, request: Request) -> Response:
+        # s3:// objects stream from the bucket (async client); files from disk.
+        if path is None:
+            return not_found("video")
+        if isinstance(path, str):
+            return await _object_response(path, request)
+        return _range_response(path, request)
 
-    def pair_video(request: Request) -> Response:
+    def video_file(artifact_id: int) -> Path | str | None:
+        with sessions() as session:
+            return artifact_file(session, artifact_id)
+
+    async def video(request: Request) -> Response:
+        artifact_id = int(request.path_params["artifact_id"])
+        return await send(await run_in_threadpool(video_file, artifact_id), request)
+
+    def pair_file(run_id: int) -> Path | str | None:
+        with sessions() as session:
+            art_id = session.scalars(
+                select(Artifact.id).where(Artifact.run_id == run_id, Artifact.kind == "canon")
+            ).first()
+            return artifact_file(session, art_id) if art_id is not None else None
+
+    async def pair_video(request: Request) -> Response:
         parts = pair_of(request.path_params["token"])
         side = request.path_params["side"]
         if parts is None or side not in ("left", "right"):
             return not_found("video")
         run_id = int(parts[1] if side == "left" else parts[2])
-        with sessions() as session:
-            art_id = session.scalars(
-                select(Artifact.id).where(Artifact.run_id == run_id, Artifact.kind == "canon")
-            ).first()
-            path = artifact_file(session, art_id) if art_id is not None else None
-        return _range_response(path, request) if path else not_found("video")
+        return await send(await run_in_threadpool(pair_file, run_id), request)
 
     def reference(request: Request) -> Response:
         with sessions() as session:
