@@ -157,3 +157,127 @@ def test_remeasure_refuses_unknown_metrics_and_experiments(lab: Lab, tmp_path: P
     assert missing.exit_code == 2
     with lab.db.sessions() as session:
         assert set(session.scalars(select(Run.status))) == {"succeeded"}
+
+
+EXAMPLE_SRC = Path(__file__).resolve().parent.parent / "examples/plugins/reelbench-colorfulness/src"
+SLOW_PLUGIN = """
+import os, time
+from pathlib import Path
+from reelbench.metric_plugins import MetricPlugin
+
+class _Slow:
+    def __init__(self, run):
+        marks = Path(os.environ["SLOW_MARKS"])
+        (marks / f"{run.run_id}-{os.getpid()}").write_text("")
+        self.pause = float(os.environ.get("SLOW_SECONDS", "0"))
+    def frame(self, index, pixels):
+        return None
+    def finish(self):
+        time.sleep(self.pause)
+        return {"slowmark": 1.0}
+
+plugin = MetricPlugin(name="slowmark", start=_Slow, run_outputs=("slowmark",))
+"""
+
+
+def _plugin_site(root: Path) -> Path:
+    """The example colorfulness plugin and a slow one, as pip would install them."""
+    site = root / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "slowmark.py").write_text(SLOW_PLUGIN)
+    entries = (
+        ("reelbench_colorfulness", "colorfulness", "reelbench_colorfulness:plugin"),
+        ("slowmark", "slowmark", "slowmark:plugin"),
+    )
+    for dist, metric, target in entries:
+        info = site / f"{dist}-0.1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+        (info / "entry_points.txt").write_text(f"[reelbench.metrics]\n{metric} = {target}\n")
+    return site
+
+
+def test_remeasure_brings_a_plugin_to_an_old_experiment_through_a_killed_worker(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from processor_support import calls, counting_command
+
+    variants = [{"key": "local", "provider": "command", "repeats": 3,
+                 "params": {"command": counting_command(tmp_path)}}]  # fmt: skip
+    lab.submit("old", variants, metrics={"groups": ["frame"]})
+    work(lab, "old")
+    generated = calls(tmp_path)
+    assert generated == 3
+    with lab.db.sessions() as session:
+        canon = dict(session.execute(select(Run.id, Run.canon_sha256)).all())
+
+    site = _plugin_site(tmp_path)
+    monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
+    monkeypatch.syspath_prepend(str(site))
+    queued = CliRunner().invoke(
+        main, ["remeasure", "old", "-m", "colorfulness", "-m", "slowmark", "--db", lab.db.url]
+    )
+    assert queued.exit_code == 0, queued.output
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(site), str(EXAMPLE_SRC), os.environ.get("PYTHONPATH", "")]
+        ),
+        "SLOW_MARKS": str(marks),
+    }
+
+    def worker(*args: str, pause: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reelbench", "worker", "--db", lab.db.url,
+             "--artifacts", str(lab.artifacts), "--lease-seconds", "1", *args],
+            env={**env, "SLOW_SECONDS": pause},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    doomed = worker(pause="60")
+    try:
+        deadline = time.monotonic() + 60
+        while not any(marks.iterdir()):
+            assert time.monotonic() < deadline, "the remeasure never started"
+            assert doomed.poll() is None
+            time.sleep(0.05)
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(30)
+    heir = worker("--drain", pause="0")
+    assert heir.wait(120) == 0
+
+    assert calls(tmp_path) == generated, "no provider call"
+    with lab.db.sessions() as session:
+        runs = session.scalars(select(Run).order_by(Run.id)).all()
+        frames = dict(
+            session.execute(
+                select(Artifact.run_id, Artifact.uri).where(Artifact.kind == "frames")
+            ).all()
+        )
+        killed = session.scalars(
+            select(RunAttempt.run_id).where(RunAttempt.outcome == "lost")
+        ).all()
+        done = session.scalar(
+            select(func.count()).where(
+                RunAttempt.run_id == killed[0], RunAttempt.outcome == "succeeded"
+            )
+        )
+    assert {r.status for r in runs} == {"succeeded"} and {r.task for r in runs} == {None}
+    assert {r.id: r.canon_sha256 for r in runs} == canon, "canonical videos unchanged"
+    for run in runs:
+        got = _metrics(lab, run.id)
+        assert got["colorfulness", "mean"][1] == METRICS_VERSION
+        assert got["colorfulness_drift", "value"][0] is not None
+        assert got["sharpness", "mean"][0] is not None
+        doc = json.loads(path_from_uri(frames[run.id]).read_text())
+        assert len(doc["remeasured"]) == 1, "each run remeasured exactly once"
+    assert len(killed) == 1
+    assert done == 2  # the first generation, then the heir's remeasure
