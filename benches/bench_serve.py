@@ -21,23 +21,16 @@ Run: ``make bench`` or ``pytest benches/bench_serve.py --benchmark-enable``.
 from __future__ import annotations
 
 import os
-import re
-import socket
 import statistics
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from report_data import fill_database  # noqa: E402
+from serve_load import load, rater, serve_process  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from reelbench.db.engine import make_engine, upgrade  # noqa: E402
@@ -45,65 +38,6 @@ from reelbench.judging.storage import load_votes  # noqa: E402
 
 RATERS = 20
 VOTES = int(os.environ.get("REELBENCH_BENCH_SERVE_VOTES", "25"))
-OUTCOMES = ("left", "right", "tie", "both_bad")
-
-
-def _rater(base: str, experiment_id: int, n: int, latencies: list[float],
-           errors: list[str]) -> None:  # fmt: skip
-    with httpx.Client(base_url=base, follow_redirects=True, timeout=60) as client:
-        who = {"rater": f"rater {n}", "next": f"/judge/{experiment_id}"}
-        page = client.post("/rater", data=who)
-        for k in range(VOTES):
-            token = re.search(r'name="token" value="([^"]+)"', page.text)
-            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-            if page.status_code != 200 or token is None or csrf is None:
-                errors.append(f"rater {n} vote {k}: HTTP {page.status_code}")
-                return
-            form = {"token": token[1], "csrf": csrf[1], "outcome": OUTCOMES[(n + k) % 4]}
-            start = time.perf_counter()
-            page = client.post(f"/judge/{experiment_id}/vote", data=form)
-            latencies.append(time.perf_counter() - start)
-            if page.status_code >= 500:
-                errors.append(f"rater {n} vote {k}: HTTP {page.status_code}")
-
-
-def _serve(url: str) -> Iterator[str]:
-    """``reelbench serve`` on a free loopback port, stopped afterwards."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "reelbench", "serve", "--db", url, "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "reelbench serve exited"
-            try:
-                if httpx.get(base + "/static/app.css", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "reelbench serve did not start"
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(20)
-
-
-def _load(base: str, experiment_id: int) -> tuple[list[float], list[str], float]:
-    latencies: list[float] = []
-    errors: list[str] = []
-    threads = [
-        threading.Thread(target=_rater, args=(base, experiment_id, n, latencies, errors))
-        for n in range(RATERS)
-    ]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, errors, time.perf_counter() - start
 
 
 def test_twenty_raters_vote_at_once(benchmark: Any, tmp_path: Path) -> None:
@@ -113,12 +47,14 @@ def test_twenty_raters_vote_at_once(benchmark: Any, tmp_path: Path) -> None:
     results: dict[str, Any] = {}
 
     def run(base: str) -> None:
-        results["latencies"], results["errors"], results["wall"] = _load(base, fx.experiment_id)
+        results["latencies"], results["errors"], results["wall"] = load(
+            base, fx.experiment_id, RATERS, VOTES
+        )
 
     alone: list[float] = []
-    for base in _serve(url):
+    for base in serve_process(url):
         # The same step for one rater with the server to itself, first: the unloaded time.
-        _rater(base, fx.experiment_id, RATERS, alone, results.setdefault("solo_errors", []))
+        rater(base, fx.experiment_id, RATERS, VOTES, alone, results.setdefault("solo_errors", []))
         benchmark.pedantic(run, args=(base,), rounds=1, iterations=1)
     assert results["solo_errors"] == []
     latencies, errors, wall = results["latencies"], results["errors"], results["wall"]
