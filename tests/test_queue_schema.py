@@ -122,6 +122,11 @@ def test_a_database_of_the_first_release_upgrades_and_keeps_its_rows(database_ur
             assert conn.execute(text("SELECT value FROM metrics")).scalar_one() == 0.5
             assert conn.execute(text("SELECT count(*) FROM derived_outputs")).scalar_one() == 0
             assert conn.execute(text("SELECT count(*) FROM judgments")).scalar_one() == 0
+            # Later columns start empty: no budget, no wait, no task, no recorded version.
+            assert conn.execute(text("SELECT max_usd FROM experiments")).scalar_one() is None
+            assert conn.execute(text("SELECT wait_reason, task FROM runs")).one() == (None, None)
+            assert conn.execute(text("SELECT version FROM metrics")).scalar_one() is None
+            assert conn.execute(text("SELECT count(*) FROM spend")).scalar_one() == 0
     finally:
         raw.dispose()
     engine = make_engine(database_url)
