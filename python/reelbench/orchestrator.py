@@ -574,6 +574,15 @@ class WorkerOrchestrator:
                 message,
             )
             self._report(ctx, "queued", message)
+        elif outcome.status == RunStatus.SUCCEEDED.value:
+            # A remeasure that gave up: the run keeps its earlier metrics.
+            log.warning(
+                "run %d: remeasure gave up (%s), its earlier metrics are kept: %s",
+                ctx.run_id,
+                error_class,
+                message,
+            )
+            self._report(ctx, "failed", message)
         else:
             log.warning(
                 "run %d attempt %d failed for good (%s): %s",

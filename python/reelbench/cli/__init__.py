@@ -156,4 +156,6 @@ def main() -> None:
       reelbench status                       counts per state, rate, ETA
       reelbench report NAME --format html    compare the variants
       reelbench metrics video.mp4            frame metrics of any video
+      reelbench serve                        watch, compare and judge in a browser
+      reelbench providers                    what each provider needs (API keys...)
     """
