@@ -217,14 +217,16 @@ def test_per_minute_limit_holds_within_one_window(
             return statuses(db).get("succeeded", 0) == 4 and waiting == 3
 
         wait_for(four_done_three_waiting, what="4 runs done and 3 waiting for the rate window")
-        first_create = api.creates[0][0]
-        # Let the workers try again for a while: still inside the first minute.
+        # Let the workers try again for a while.
         time.sleep(2.0)
-        inside_window = [t for t, _ in api.creates if t - first_create < 60]
         for proc in workers:
             proc.send_signal(signal.SIGTERM)
         finish(workers, tmp_path)
-    assert len(inside_window) == 4 and api.billed == 4
+    times = sorted(t for t, _ in api.creates)
+    # No 60-second window, wherever it starts, holds more than 4 submits (on a
+    # slow machine the test may outlast the first minute: later submits are fine).
+    assert all(sum(1 for u in times if t <= u < t + 60) <= 4 for t in times), times
+    assert len([t for t in times if t - times[0] < 60]) == 4
     result = CliRunner().invoke(main, ["status", "--db", db.url])
     assert "3 queued run(s) rate limit of replicate:acme/video-gen" in result.output
 
