@@ -386,3 +386,21 @@ def test_a_429_with_retry_after_slows_the_whole_fleet(
             select(RunAttempt.error_message).where(RunAttempt.outcome == "deferred")
         ).all()
     assert any("asked to slow down (HTTP 429)" in (m or "") for m in waited)
+
+
+def test_an_idempotent_provider_is_resent_the_same_key_after_a_failed_submit(
+    db: Database, tmp_path: Path, video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(plugin_path(tmp_path / "plugins")))
+    with serve_billing(video, job_seconds=0.05) as api:
+        # The submit's answer is lost (a 503 here; a timeout is the same for the
+        # worker): a job may exist, so the retry must carry the same key.
+        api.scripted.append((503, {}, {"detail": "upstream timed out"}))
+        spec = write_spec(tmp_path / "spec.toml", api, runs=1, provider="idem", max_attempts=2)
+        submit(db, spec)
+        finish([start_worker(db, tmp_path, "--drain")], tmp_path)
+    keys = [key for _, key in api.creates]
+    assert len(keys) == 2 and keys[0] == keys[1] and keys[0], keys
+    assert api.billed == 1 and statuses(db) == {"succeeded": 1}
+    with db.sessions() as session:
+        assert session.scalars(select(Spend.state)).all() == ["charged"]

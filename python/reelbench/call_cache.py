@@ -587,6 +587,19 @@ class ProviderCallCache:
             raise
         try:
             job_id = provider.submit(request)
+        except RetryableError as exc:
+            self._slow_down(session, request, exc)
+            if getattr(provider, "accepts_idempotency_key", False):
+                # A timeout or a dropped connection may hide a job that was
+                # created: keep the intent (and its reservation), so the next
+                # attempt sends the same key and the provider starts no second job.
+                self._release(session, call_id, run_id, attempt)
+                if admission is not None:
+                    adm.give_back(session, admission)
+                raise
+            self._fail(session, call_id, run_id, attempt, exc)
+            self._nothing_billed(session, call_id, admission)
+            raise
         except BaseException as exc:
             # The provider answered with an error: nothing (billable) is running.
             self._fail(session, call_id, run_id, attempt, exc)
