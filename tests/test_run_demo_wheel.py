@@ -107,3 +107,17 @@ def test_demo_runs_from_a_wheel_and_reports_every_variant_and_metric(
                 assert (float(text) if text else None) == stored[key], key
                 compared += 1
     assert compared == len(stored)
+
+
+def test_the_installed_wheel_holds_the_web_apps_scripts(installed: Path) -> None:
+    # `reelbench serve` reads its scripts from the package: they must be in the wheel.
+    code = (
+        "from reelbench.serve.app import _static\n"
+        "files = _static()\n"
+        "print(','.join(sorted(n for n, (text, _) in files.items() if text.strip())))\n"
+    )
+    shown = _run([str(installed / "python"), "-c", code])
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().split(",") == [
+        "app.css", "compare.js", "judge.js", "live.js", "report.js"
+    ]  # fmt: skip
