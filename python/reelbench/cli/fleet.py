@@ -161,6 +161,7 @@ def budget_command(
     left over wait in the queue ("budget reached") until it is raised here.
     """
     from reelbench.db.budget import budget_state, set_budget, spend_by_variant
+    from reelbench.db.claim import pending_runs
     from reelbench.db.experiments import find_experiment
 
     if no_limit and max_usd is not None:
@@ -177,7 +178,7 @@ def budget_command(
                 woken = set_budget(session, found.id, None if no_limit else max_usd)
             state = budget_state(session, found.id)
             per_variant = spend_by_variant(session, found.id)
-            waiting = _budget_waiting(session, found.id)
+            waiting = pending_runs(session, found.id)["held"]
     finally:
         db.dispose()
     doc: dict[str, Any] = {
@@ -207,19 +208,3 @@ def budget_command(
         for key, usd in sorted(per_variant.items()):
             table.add_row(key, _money(usd))
         console().print(table)
-
-
-def _budget_waiting(session: Any, experiment_id: int) -> int:
-    from sqlalchemy import func, select
-
-    from reelbench.db.budget import BUDGET_WAIT
-    from reelbench.db.models import Run, RunStatus
-
-    count = session.scalar(
-        select(func.count()).where(
-            Run.experiment_id == experiment_id,
-            Run.status == RunStatus.QUEUED.value,
-            Run.wait_reason.like(f"{BUDGET_WAIT}%"),
-        )
-    )
-    return int(count or 0)

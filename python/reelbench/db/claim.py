@@ -481,12 +481,10 @@ def fail(
     return FailOutcome(status=str(result[0]))
 
 
-def release(executor: Executor, run_id: int, attempt: int, reason: str) -> bool:
-    """Hand a run back to the queue unprocessed (fenced), e.g. on shutdown.
-
-    The claim counted an attempt; ``max_attempts`` grows by one so a hand-back
-    does not eat into the run's retry budget.
-    """
+def _give_back(
+    executor: Executor, run_id: int, attempt: int, outcome: str, reason: str, **values: Any
+) -> bool:
+    """Requeue a claimed run unprocessed (fenced), returning the attempt the claim counted."""
     result = executor.execute(
         update(runs)
         .where(_fence(run_id, attempt))
@@ -494,14 +492,23 @@ def release(executor: Executor, run_id: int, attempt: int, reason: str) -> bool:
             status=QUEUED,
             worker_id=None,
             lease_expires_at=None,
-            not_before=None,
             max_attempts=runs.c.max_attempts + 1,
+            **values,
         )
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    _close_attempt(executor, run_id, attempt, "released", error_message=reason)
+    _close_attempt(executor, run_id, attempt, outcome, error_message=reason)
     return True
+
+
+def release(executor: Executor, run_id: int, attempt: int, reason: str) -> bool:
+    """Hand a run back to the queue unprocessed (fenced), e.g. on shutdown.
+
+    The claim counted an attempt; ``max_attempts`` grows by one so a hand-back
+    does not eat into the run's retry budget.
+    """
+    return _give_back(executor, run_id, attempt, "released", reason, not_before=None)
 
 
 def defer(
@@ -514,22 +521,15 @@ def defer(
     ``reason`` shown by ``status`` and reports. Like a hand-back,
     ``max_attempts`` grows by one so the claim's count is given back.
     """
-    result = executor.execute(
-        update(runs)
-        .where(_fence(run_id, attempt))
-        .values(
-            status=QUEUED,
-            worker_id=None,
-            lease_expires_at=None,
-            not_before=sql_later(executor, retry_in_seconds),
-            max_attempts=runs.c.max_attempts + 1,
-            wait_reason=reason[:200],
-        )
+    return _give_back(
+        executor,
+        run_id,
+        attempt,
+        "deferred",
+        reason,
+        not_before=sql_later(executor, retry_in_seconds),
+        wait_reason=reason[:200],
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return False
-    _close_attempt(executor, run_id, attempt, "deferred", error_message=reason)
-    return True
 
 
 def run_status(executor: Executor, run_id: int) -> tuple[str, int] | None:

@@ -413,9 +413,7 @@ def renew(session: Session, leases: list[tuple[int, int]], lease_seconds: float)
 def pause(session: Session, provider: str, seconds: float) -> None:
     """Hold every submit to ``provider`` for ``seconds`` (its Retry-After). Commits."""
     seconds = min(max(0.0, seconds), MAX_PAUSE_SECONDS)
-    until = datetime.now(UTC) + timedelta(seconds=seconds)
-    if session.get_bind().dialect.name == "postgresql":
-        until = _now(session) + timedelta(seconds=seconds)
+    until = _now(session) + timedelta(seconds=seconds)
     existing = session.get(ProviderLimit, provider)
     if existing is None:
         session.add(

@@ -155,20 +155,23 @@ def experiment_report(session: Session, experiment_id: int) -> tuple[Report, dic
     return report, links
 
 
-def reference_path(session: Session, item: Item) -> Path | None:
-    """The file of an item's reference video, as the report resolves it; None without one."""
+def _item_path(session: Session, item: Item, stored: str | None) -> Path | None:
+    """A file the item names (relative to the spec's folder as last submitted)."""
     exp = session.get(Experiment, item.experiment_id)
     spec_dir = Path(exp.spec_path).parent if exp is not None and exp.spec_path else None
-    found = item_file(item.reference_path, spec_dir)
+    found = item_file(stored, spec_dir)
     return Path(found) if found else None
 
 
+def reference_path(session: Session, item: Item) -> Path | None:
+    """The file of an item's reference video, as the report resolves it; None without one."""
+    return _item_path(session, item, item.reference_path)
+
+
 def image_path(session: Session, item: Item) -> Path | None:
-    """The file of an item's input image (image-to-video); None without one."""
-    exp = session.get(Experiment, item.experiment_id)
-    spec_dir = Path(exp.spec_path).parent if exp is not None and exp.spec_path else None
-    found = item_file(item.image_path, spec_dir)
-    return Path(found) if found and Path(found).is_file() else None
+    """The file of an item's input image (image-to-video); None without one or when gone."""
+    found = _item_path(session, item, item.image_path)
+    return found if found is not None and found.is_file() else None
 
 
 @dataclass(frozen=True)
