@@ -68,6 +68,35 @@ def test_synthetic_video_has_the_requested_format(tmp_path: Path) -> None:
     assert len(frames) == 5
 
 
+def test_synthetic_texture_pan_and_flicker_move_as_documented(tmp_path: Path) -> None:
+    import cv2
+
+    size = {"width": 160, "height": 120, "fps": 12, "seconds": 1}
+    still = _lumas(_synthetic(tmp_path, 3, "t.mp4", pattern="texture", **size)).astype(np.float64)
+    pan = _lumas(_synthetic(tmp_path, 3, "p.mp4", pattern="pan", **size)).astype(np.float64)
+    flicker = _lumas(_synthetic(tmp_path, 3, "f.mp4", pattern="flicker", **size))
+    flicker = flicker.astype(np.float64)
+    # The same texture: the pan starts where the still scene is.
+    assert np.abs(pan[0] - still[0]).mean() < 2
+    assert np.abs(np.diff(still, axis=0)).mean() < 1
+    # The pan moves by one steady 1.5-3 px step per frame.
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def step(frames: np.ndarray, i: int) -> np.ndarray:
+        a, b = (frames[j].clip(0, 255).astype(np.uint8) for j in (i, i + 1))
+        flow = dis.calc(a, b, None)[16:-16, 16:-16]
+        return np.median(flow.reshape(-1, 2), axis=0)
+
+    steps = np.array([step(pan, i) for i in range(len(pan) - 1)])
+    speeds = np.hypot(steps[:, 0], steps[:, 1])
+    assert np.all((speeds > 1.3) & (speeds < 3.2)), speeds
+    assert float(np.abs(steps - steps.mean(axis=0)).max()) < 0.3
+    # The flicker stays in place but its brightness and fine detail change.
+    assert float(np.std(flicker.mean(axis=(1, 2)))) > 2
+    assert np.abs(np.diff(flicker, axis=0)).mean() > 5
+    assert max(float(np.hypot(*step(flicker, i))) for i in range(5)) < 0.5
+
+
 @pytest.mark.parametrize(
     "params, message",
     [

@@ -33,7 +33,8 @@ DEMO = ROOT / "examples" / "demo.toml"
 DEMO_METRICS = {
     "ssim_ref", "psnr_ref", "mse_ref", "ssim_prev", "psnr_prev", "mad_prev",
     "temporal_flicker", "frozen_ratio", "scene_cuts", "sharpness", "luma_mean",
-    "luma_std", "black", "black_ratio",
+    "luma_std", "black", "black_ratio", "motion_mean", "motion_p95", "warp_error",
+    "si", "ti", "dynamic_degree",
 }  # fmt: skip
 
 
@@ -75,14 +76,22 @@ def test_demo_runs_from_a_wheel_and_reports_every_variant_and_metric(
     assert html.is_file() and json_path.is_file()
 
     doc = json.loads(json_path.read_text())
-    assert [v["key"] for v in doc["variants"]] == ["orbit-wide", "bars-seeded", "fade-flaky"]
+    assert [v["key"] for v in doc["variants"]] == ["pan-wide", "still-seeded", "flicker-flaky"]
     assert set(doc["metrics"]) >= DEMO_METRICS
     for variant in doc["variants"]:
         assert variant["status_counts"] == {"succeeded": 8}
         for name in DEMO_METRICS:
             assert variant["metrics"][name]["n"] > 0, (variant["key"], name)
+    # The motion numbers tell the pan, the still scene and the flicker apart.
+    motion = {v["key"]: v["metrics"] for v in doc["variants"]}
+    pan, still, flicker = motion["pan-wide"], motion["still-seeded"], motion["flicker-flaky"]
+    assert pan["dynamic_degree"]["mean"] > 0.9
+    assert still["dynamic_degree"]["mean"] < 0.1 and flicker["dynamic_degree"]["mean"] < 0.5
+    assert pan["motion_mean"]["mean"] > 5 * max(still["motion_mean"]["mean"], 0.1)
+    assert flicker["warp_error"]["mean"] > 3 * pan["warp_error"]["mean"]
+    assert flicker["warp_error"]["mean"] > 3 * still["warp_error"]["mean"]
     seed = {v["key"]: v["seed_check"]["verdict"] for v in doc["variants"]}
-    assert seed["bars-seeded"] == "reproducible"
+    assert seed["still-seeded"] == "reproducible"
     # 24 runs, identical outputs share a file.
     assert 0 < len(list((report_dir / "videos").glob("*.mp4"))) <= 24 + 1
 

@@ -31,7 +31,7 @@ from reelbench.providers.params import check_known_keys, number_param
 
 __all__ = ["PATTERNS", "SyntheticProvider", "fault_draw"]
 
-PATTERNS = ("orbit", "bars", "noise", "still", "fade")
+PATTERNS = ("orbit", "bars", "noise", "still", "fade", "texture", "pan", "flicker")
 _KNOWN = (
     "seconds",
     "width",
@@ -44,6 +44,9 @@ _KNOWN = (
     "corrupt",
     "latency_seconds",
 )
+
+
+_TEXTURED = ("texture", "pan", "flicker")
 
 
 def fault_draw(seed: int, attempt: int, kind: str) -> float:
@@ -64,7 +67,10 @@ class SyntheticProvider:
         "width": (64, "frame width, even (16-3840)"),
         "height": (64, "frame height, even (16-3840)"),
         "fps": (24, "frame rate (1-120)"),
-        "pattern": ("orbit", "orbit | bars | noise | still | fade (default: the model)"),
+        "pattern": (
+            "orbit",
+            "orbit | bars | noise | still | fade | texture | pan | flicker (default: the model)",
+        ),
         "seed": (None, "an explicit seed for every repeat (default: the run's seed)"),
         "fail_retryable": (0, "share of attempts failing retryably at submit"),
         "fail_terminal": (0, "share of attempts failing terminally at submit"),
@@ -203,9 +209,51 @@ class _Scene:
         self.disc_y = 150 + 90 * rng.random()
         self.u = np.full((height // 2, width // 2), 64 + tint[0] % 128, np.uint8)
         self.v = np.full((height // 2, width // 2), 64 + tint[1] % 128, np.uint8)
+        if pattern in _TEXTURED:
+            self._texture_setup(rng)
+
+    def _texture_setup(self, rng: np.random.Generator) -> None:
+        """A band-limited texture (a sum of plane waves, so any sub-pixel shift is exact).
+
+        ``pan`` moves it steadily by 1.5-3 px per frame in a random direction;
+        ``flicker`` keeps it still but changes its brightness and adds fresh
+        fine noise on every frame (shimmer); ``texture`` keeps it still.
+        """
+        n_waves = 10
+        freq = rng.uniform(1 / 40, 1 / 10, n_waves)
+        angle = rng.uniform(0, 2 * math.pi, n_waves)
+        self.waves = (
+            (freq * np.cos(angle)).astype(np.float32),
+            (freq * np.sin(angle)).astype(np.float32),
+            rng.uniform(0, 2 * math.pi, n_waves).astype(np.float32),
+        )
+        heading = rng.uniform(0, 2 * math.pi)
+        speed = rng.uniform(1.5, 3.0)
+        self.pan = (speed * math.cos(heading), speed * math.sin(heading))
+        self.shimmer = np.random.default_rng(rng.integers(2**63))
+
+    def _texture(self, dx: float, dy: float) -> npt.NDArray[np.float32]:
+        fx, fy, phase = self.waves
+        acc = np.zeros((self.h, self.w), np.float32)
+        for k in range(len(phase)):
+            arg = 2 * math.pi * (fx[k] * (self.xx - dx) + fy[k] * (self.yy - dy)) + phase[k]
+            acc += np.sin(arg, dtype=np.float32)
+        out: npt.NDArray[np.float32] = 128 + (70 / math.sqrt(len(phase))) * acc
+        return out
 
     def _luma(self, index: int) -> npt.NDArray[np.float32]:
         t = index / max(1, self.n)
+        if self.pattern == "texture":
+            return self._texture(0.0, 0.0)
+        if self.pattern == "pan":
+            return self._texture(self.pan[0] * index, self.pan[1] * index)
+        if self.pattern == "flicker":
+            gain = np.float32(self.shimmer.uniform(0.8, 1.2))
+            offset = np.float32(self.shimmer.uniform(-12, 12))
+            fine = self.shimmer.normal(0, 10, (self.h, self.w)).astype(np.float32)
+            still = self._texture(0.0, 0.0)
+            flickered: npt.NDArray[np.float32] = 128 + offset + gain * (still - 128) + fine
+            return flickered
         if self.pattern == "noise":
             return self.rng.uniform(0, 255, (self.h, self.w)).astype(np.float32)
         if self.pattern == "bars":
