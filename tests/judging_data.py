@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,12 @@ import numpy as np
 from reelbench.judging.storage import Vote
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _run_id(item: str, variant: str) -> int:
+    """A run id fixed by (item, variant) in every process (``hash()`` of a str is salted)."""
+    digest = hashlib.sha256(f"{item}\0{variant}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 10**6
 
 
 def vote(
@@ -25,8 +32,8 @@ def vote(
     stale: bool = False,
 ) -> Vote:
     """One in-memory vote; run ids default to a stable number per item x variant."""
-    lr = left_run if left_run is not None else abs(hash((item, left))) % 10**6
-    rr = right_run if right_run is not None else abs(hash((item, right))) % 10**6
+    lr = left_run if left_run is not None else _run_id(item, left)
+    rr = right_run if right_run is not None else _run_id(item, right)
     return Vote(
         vote_uid=f"v{n}",
         item_key=item,
