@@ -270,6 +270,21 @@ def test_compare_shows_two_to_four_variants_of_one_item(served: tuple[str, str, 
         assert 'data-fps="12' in three.text
         js = client.get("/static/compare.js").text
         assert "playbackRate" in js and "ArrowRight" in js
+        # Another repeat: the same variants, each one's repeat-1 video.
+        assert 'name="repeat"' in three.text
+        second = client.get(f"/compare/{fx.experiment_id}",
+                            params=[("item", city), ("v", "alpha"), ("v", "beta"),
+                                    ("repeat", "1")])  # fmt: skip
+        assert second.status_code == 200
+        ids = [int(x) for x in re.findall(r'class="cmp" src="/video/(\d+)"', second.text)]
+        assert [(by_art[i].variant_key, by_art[i].repeat) for i in ids] == [
+            ("alpha", 1), ("beta", 1)]  # fmt: skip
+        assert '<option value="1" selected>' in second.text
+        missing = client.get(f"/compare/{fx.experiment_id}",
+                             params=[("item", city), ("v", "alpha"), ("v", "beta"),
+                                     ("repeat", "7")])  # fmt: skip
+        assert missing.status_code == 400 and "repeat 7" in missing.text
+        assert client.get(f"/compare/{fx.experiment_id}?repeat=x").status_code == 404
         # gamma has no video of item xss once its last run there failed.
         for r in runs:
             if r.item_key == "xss" and r.variant_key == "gamma":

@@ -61,6 +61,7 @@ from reelbench.serve.queries import (
     image_path,
     pick_videos,
     reference_path,
+    repeats_of,
 )
 from reelbench.storage import path_from_uri
 
@@ -279,6 +280,10 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
         item_text = request.query_params.get("item")
         if item_text is not None and not item_text.isdigit():
             return not_found("item")
+        repeat_text = request.query_params.get("repeat") or ""
+        if repeat_text and not repeat_text.isdigit():
+            return not_found("repeat")
+        repeat = int(repeat_text) if repeat_text else None
         asked = request.query_params.getlist("v")
         with sessions() as session:
             try:
@@ -292,7 +297,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
         if not asked:
             asked = list(choice.videos)[:2]
         try:
-            videos = pick_videos(choice, asked)
+            videos = pick_videos(choice, asked, repeat)
         except ValueError as exc:
             videos, message, status = [], str(exc), 400
         if status == 200 and len(videos) < 2:
@@ -300,6 +305,7 @@ def create_app(db_url: str, *, token: str | None = None, secret: bytes | None = 
             videos = []
         return page("compare", "COMPARE", status, experiment=experiment, c=choice,
                     chosen=asked, videos=videos, message=message, speeds=SPEEDS,
+                    repeats=repeats_of(choice), repeat=repeat,
                     fps=choice.fps or 24, scripts=["compare.js"])  # fmt: skip
 
     # -- ratings ----------------------------------------------------------------

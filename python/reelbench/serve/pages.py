@@ -75,6 +75,11 @@ COMPARE = """<h1>Compare</h1>
 <label>Item <select name="item">{% for id, key in c.items %}
 <option value="{{ id }}"{% if id == c.item_id %} selected{% endif %}>{{ key }}</option>
 {% endfor %}</select></label>
+{% if repeats|length > 1 %}<label>Repeat <select name="repeat">
+<option value=""{% if repeat is none %} selected{% endif %}>each variant's first</option>
+{% for r in repeats %}<option value="{{ r }}"{% if r == repeat %} selected{% endif %}>
+{{- r }}</option>
+{% endfor %}</select></label>{% endif %}
 {% for v in c.videos %}<label><input type="checkbox" name="v" value="{{ v }}"
 {% if v in chosen %} checked{% endif %}> {{ v }}</label>{% endfor %}
 <button type="submit">Show</button> <span class="muted">2 to 4 variants</span></form>

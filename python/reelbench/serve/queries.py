@@ -44,6 +44,7 @@ __all__ = [
     "experiments_progress",
     "pick_videos",
     "reference_path",
+    "repeats_of",
 ]
 
 #: Artifact kinds the app serves as videos (by artifact id).
@@ -246,8 +247,18 @@ def compare_choice(session: Session, experiment_id: int, item_id: int | None) ->
     )
 
 
-def pick_videos(choice: CompareChoice, asked: Sequence[str]) -> list[CompareVideo]:
-    """The first-repeat video of each asked variant; ValueError saying why when refused."""
+def repeats_of(choice: CompareChoice) -> list[int]:
+    """Every repeat number that has a video of the item, in order (for the repeat menu)."""
+    return sorted({v.repeat for videos in choice.videos.values() for v in videos})
+
+
+def pick_videos(
+    choice: CompareChoice, asked: Sequence[str], repeat: int | None = None
+) -> list[CompareVideo]:
+    """The video of each asked variant: of ``repeat``, or each one's first when None.
+
+    Raises ValueError saying why when refused.
+    """
     if len(asked) > 4:
         raise ValueError(f"compare shows at most 4 variants at once, {len(asked)} were asked")
     if len(set(asked)) != len(asked):
@@ -258,7 +269,16 @@ def pick_videos(choice: CompareChoice, asked: Sequence[str]) -> list[CompareVide
             f"no video of item {choice.item_key!r} from variant(s) {', '.join(unknown)}: "
             f"choose among {', '.join(choice.videos) or 'none'}"
         )
-    return [choice.videos[v][0] for v in asked]
+    if repeat is None:
+        return [choice.videos[v][0] for v in asked]
+    picked = {v: [x for x in choice.videos[v] if x.repeat == repeat] for v in asked}
+    lacking = [v for v, found in picked.items() if not found]
+    if lacking:
+        raise ValueError(
+            f"no video of item {choice.item_key!r}, repeat {repeat}, from variant(s) "
+            f"{', '.join(lacking)}: choose another repeat or other variants"
+        )
+    return [picked[v][0] for v in asked]
 
 
 class VoteCache:
