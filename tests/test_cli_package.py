@@ -132,3 +132,25 @@ def test_command_modules_never_import_the_group() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module == "reelbench.cli":
                 pytest.fail(f"{path.name} imports from reelbench.cli (the group)")
+
+
+def test_rerun_of_a_finished_experiment_imports_no_migration_or_worker(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[experiment]\nname = "again"\n\n[canonical]\nwidth = 64\nheight = 48\nfps = 12\n\n'
+        '[[items]]\nid = "a"\nprompt = "p"\n\n[[variants]]\nkey = "orbit"\n'
+        'provider = "synthetic"\nmodel = "orbit"\n'
+        "params = { seconds = 1, width = 64, height = 48, fps = 12 }\n"
+    )
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = ["run", str(spec), "--db", db, "--artifacts", str(tmp_path / "artifacts"),
+            "--report", str(tmp_path / "report")]  # fmt: skip
+    first = _modules_after(args)
+    assert {"alembic", "numpy", "av"} <= first  # migrated, worked, measured
+    (tmp_path / "report" / "index.html").unlink()
+    # Nothing left to do: the schema is current and nothing is queued, so
+    # neither Alembic nor the worker's video stack is loaded; the report is
+    # written again all the same.
+    again = _modules_after(args)
+    assert not again & {"alembic", "numpy", "av"}, again & {"alembic", "numpy", "av"}
+    assert (tmp_path / "report" / "index.html").is_file()

@@ -7,14 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processor_support import Lab, work
+from processor_support import FAST, Lab, work
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from videos import encode_video, moving_pattern
 
 import reelbench.video.normalize as normalize
-from reelbench.db.models import Artifact, DerivedOutput, Metric, Run
+from reelbench.context import RunContext
+from reelbench.db import cache_hits
+from reelbench.db.cache_hits import HitBatcher, HitScope, _complete
+from reelbench.db.models import Artifact, DerivedOutput, Item, Metric, Run, RunAttempt, Variant
 from reelbench.identity import sha256_file
 from reelbench.metrics import FrameMetrics
+from reelbench.orchestrator import WorkerOrchestrator, WorkerStats, cancel_experiment
+from reelbench.processor import FileHashes, RunProcessor
 from reelbench.storage import path_from_uri
 from reelbench.video.canonical import CanonicalFormat
 from reelbench.video.frames import iter_y_planes
@@ -185,3 +191,195 @@ def test_y_planes_helper_still_reads_canonical_videos(lab: Lab) -> None:
         run = session.scalars(select(Run)).one()
     planes = list(iter_y_planes(path_from_uri(run.canon_uri or "")))
     assert planes and planes[0].shape == (48, 64)
+
+
+# --- cache hits completed in batches (reelbench.db.cache_hits) -----------------
+
+
+class _CountingProcessor(RunProcessor):
+    """A real processor that counts the runs it processed one by one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(policy=FAST, **kwargs)
+        self.processed: list[int] = []
+
+    def process(self, ctx: RunContext, session: Session) -> tuple[str, str]:
+        self.processed.append(ctx.run_id)
+        return super().process(ctx, session)
+
+
+def _work_with(lab: Lab, experiment: str | None, processor: RunProcessor) -> WorkerStats:
+    return WorkerOrchestrator(
+        lab.db.sessions, processor, concurrency=2, experiment=experiment,
+        artifact_root=lab.artifacts, poll_seconds=0.05, lease_seconds=30,
+    ).run_until_idle()  # fmt: skip
+
+
+def _results(lab: Lab, experiment_id: int) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Everything a report reads of each run, keyed by (item, variant, repeat), ids left out."""
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    with lab.db.sessions() as session:
+        rows = session.execute(
+            select(Run, Item.key, Variant.key)
+            .join(Item, Item.id == Run.item_id)
+            .join(Variant, Variant.id == Run.variant_id)
+            .where(Run.experiment_id == experiment_id)
+        ).all()
+        for run, item, variant in rows:
+            attempts = session.scalars(
+                select(RunAttempt).where(RunAttempt.run_id == run.id).order_by(RunAttempt.attempt)
+            ).all()
+            out[item, variant, run.repeat] = {
+                "run": (run.status, run.attempt, run.max_attempts, run.canon_uri, run.canon_sha256,
+                        run.provider_call_id, run.error_class, run.error_message, run.task,
+                        run.remeasure, run.not_before, run.wait_reason, run.lease_expires_at,
+                        run.worker_id is not None, run.started_at is not None,
+                        run.finished_at is not None),
+                "attempts": [(a.attempt, a.outcome, a.error_class, a.error_message,
+                              a.worker_id == run.worker_id, a.finished_at is not None)
+                             for a in attempts],
+                "artifacts": sorted(
+                    (a.kind, a.uri, a.sha256, a.bytes)
+                    for a in session.scalars(select(Artifact).where(Artifact.run_id == run.id))
+                ),
+                "metrics": sorted(
+                    (m.name, m.stat, m.value, m.version)
+                    for m in session.scalars(select(Metric).where(Metric.run_id == run.id))
+                ),
+            }  # fmt: skip
+    return out
+
+
+def _hit_items(reference: Path) -> list[dict[str, Any]]:
+    return [{"id": "a", "prompt": "p", "reference": str(reference)}, {"id": "b", "prompt": "q"}]
+
+
+def test_batched_cache_hits_write_what_the_per_run_path_writes(
+    lab: Lab, tmp_path: Path, decodes: dict[str, int]
+) -> None:
+    reference = tmp_path / "ref.mp4"
+    encode_video(reference, moving_pattern(64, 48, 12, seed=3), fps=12, crf=20)
+    variant = {**SYNTHETIC, "repeats": 3}
+    lab.submit("first", [variant], items=_hit_items(reference))
+    assert _work_with(lab, "first", RunProcessor(policy=FAST)).succeeded == 6
+    opened = sum(decodes.values())
+
+    one_by_one = _CountingProcessor(batch_cache_hits=False)
+    single = lab.submit("single", [variant], items=_hit_items(reference))
+    assert _work_with(lab, "single", one_by_one).succeeded == 6
+    assert len(one_by_one.processed) == 6
+
+    batching = _CountingProcessor()
+    batched = lab.submit("batched", [variant], items=_hit_items(reference))
+    stats = _work_with(lab, "batched", batching)
+    assert (stats.claimed, stats.succeeded) == (6, 6)
+    assert batching.processed == [], "every run was a clean hit, completed in a batch"
+    assert sum(decodes.values()) == opened
+
+    expected, got = _results(lab, single), _results(lab, batched)
+    assert got == expected
+    assert all(r["run"][0] == "succeeded" and len(r["metrics"]) > 10 for r in got.values())
+    assert {k for r in got.values() for k, *_ in r["artifacts"]} == {
+        "raw", "canon", "frames", "reference"}  # fmt: skip
+
+
+def test_runs_that_are_not_clean_hits_go_the_normal_way(lab: Lab) -> None:
+    variant = {**SYNTHETIC, "repeats": 2}
+    lab.submit("first", [variant], items=[{"id": "a", "prompt": "p"}])
+    _work_with(lab, "first", RunProcessor(policy=FAST))
+    # Item b was never generated: its runs need the provider, the others are hits.
+    lab.submit("mixed", [variant], items=[{"id": "a", "prompt": "p"}, {"id": "b", "prompt": "q"}])
+    processor = _CountingProcessor()
+    stats = _work_with(lab, "mixed", processor)
+    assert stats.succeeded == 4
+    assert len(processor.processed) == 2
+    # Without the cache, nothing is a hit.
+    lab.submit("fresh", [variant], items=[{"id": "a", "prompt": "p"}])
+    fresh = _CountingProcessor()
+    orchestrator = WorkerOrchestrator(
+        lab.db.sessions, fresh, concurrency=2, experiment="fresh", use_cache=False,
+        artifact_root=lab.artifacts, poll_seconds=0.05, lease_seconds=30,
+    )  # fmt: skip
+    assert orchestrator.run_until_idle().succeeded == 2
+    assert len(fresh.processed) == 2
+
+
+def _scope(lab: Lab, experiment_id: int | None = None) -> HitScope:
+    return HitScope("batch-worker", experiment_id, lab.artifacts, True, 30.0)
+
+
+def test_a_run_cancelled_or_claimed_meanwhile_is_not_touched(lab: Lab) -> None:
+    variant = {**SYNTHETIC, "repeats": 2}
+    items = [{"id": "a", "prompt": "p"}, {"id": "b", "prompt": "q"}]
+    lab.submit("first", [variant], items=items)
+    _work_with(lab, "first", RunProcessor(policy=FAST))
+    kept = lab.submit("kept", [variant], items=items)
+    dropped = lab.submit("dropped", [variant], items=items)
+    before = _results(lab, dropped)
+
+    batcher = HitBatcher(FileHashes())
+    hits, looked_at = batcher._find(lab.db.sessions, _scope(lab), 100)
+    assert looked_at == 8 and len(hits) == 8
+    # Between the read and the write: one experiment is cancelled, one run of
+    # the other is claimed by another worker.
+    cancel_experiment(lab.db.sessions, "dropped")
+    other = lab.claim(kept, limit=1)
+    assert len(other) == 1
+    done = _complete(lab.db.sessions, "batch-worker", hits)
+    assert sorted(c.run_id for c in done) == sorted(
+        h.ctx.run_id
+        for h in hits
+        if h.ctx.experiment_id == kept and h.ctx.run_id != other[0].run_id
+    )
+
+    after = _results(lab, dropped)
+    assert {r["run"][0] for r in after.values()} == {"cancelled"}
+    assert all(r["attempts"] == [] and r["artifacts"] == [] and r["metrics"] == []
+               for r in after.values())  # fmt: skip
+    assert [r["run"][1] for r in after.values()] == [r["run"][1] for r in before.values()]
+    with lab.db.sessions() as session:
+        claimed = session.get(Run, other[0].run_id)
+        assert claimed is not None
+        assert (claimed.status, claimed.attempt, claimed.worker_id) == ("running", 1, "test-worker")
+        history = session.scalars(select(RunAttempt).where(RunAttempt.run_id == claimed.id)).all()
+        assert [(a.attempt, a.worker_id, a.outcome) for a in history] == [(1, "test-worker", None)]
+        assert not session.scalars(select(Artifact).where(Artifact.run_id == claimed.id)).all()
+    # The claimed run is finished by its owner as usual.
+    lab.process(other[0])
+    assert {r["run"][0] for r in _results(lab, kept).values()} == {"succeeded"}
+
+
+class _Killed(BaseException):
+    """Stands in for the process dying in the middle of a batch's transaction."""
+
+
+def test_a_worker_killed_in_a_batch_loses_nothing(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variant = {**SYNTHETIC, "repeats": 2}
+    items = [{"id": "a", "prompt": "p"}, {"id": "b", "prompt": "q"}]
+    lab.submit("first", [variant], items=items)
+    _work_with(lab, "first", RunProcessor(policy=FAST))
+    single = lab.submit("single", [variant], items=items)
+    _work_with(lab, "single", RunProcessor(policy=FAST, batch_cache_hits=False))
+    again = lab.submit("again", [variant], items=items)
+    before = _results(lab, again)
+
+    # Dies after the runs' status and attempt history were written, before the commit.
+    real = cache_hits._metric_rows
+
+    def die(hits: Any) -> Any:
+        real(hits)
+        raise _Killed
+
+    monkeypatch.setattr(cache_hits, "_metric_rows", die)
+    with pytest.raises(_Killed):
+        HitBatcher(FileHashes()).resolve(lab.db.sessions, _scope(lab, again))
+    assert _results(lab, again) == before
+    assert {r["run"][:2] for r in before.values()} == {("queued", 0)}
+
+    monkeypatch.setattr(cache_hits, "_metric_rows", real)
+    processor = _CountingProcessor()
+    assert _work_with(lab, "again", processor).succeeded == 4
+    assert processor.processed == []
+    assert _results(lab, again) == _results(lab, single)

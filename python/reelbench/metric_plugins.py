@@ -31,12 +31,15 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from reelbench.errors import ReelbenchError
+
+if TYPE_CHECKING:
+    # numpy is imported where frames are measured: reports read this module's
+    # names without paying for it.
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -268,6 +271,8 @@ def load_plugin(name: str) -> MetricPlugin:
 
 def _stats(values: list[float]) -> dict[str, float]:
     """mean, min, max, p05, p50, p95 as the native summary computes them (NaN left out)."""
+    import numpy as np
+
     arr = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
     if arr.size == 0:
         return {}
@@ -419,6 +424,8 @@ class PluginRunner:
 
 def _pixels(frame: Any, fmt: str, size: tuple[int, int] | None) -> NDArray[np.uint8]:
     """The frame as the plugin asked: Y plane or RGB, at ``size`` or its own size."""
+    import numpy as np
+
     if fmt == "y" and size is None:
         plane = frame.planes[0]
         rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)

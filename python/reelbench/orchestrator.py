@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session, make_transient, sessionmaker
 from reelbench.context import ExperimentSettings, Processor, RunContext, build_contexts
 from reelbench.db import claim as q
 from reelbench.db import limits
+from reelbench.db.cache_hits import HitScope
 from reelbench.db.engine import read_transaction
 
 # Experiment-level queue operations, re-exported for callers driving workers in-process.
@@ -327,6 +328,8 @@ class WorkerOrchestrator:
                 with self._lock:
                     free = self.concurrency - len(self._in_flight)
             try:
+                if self._cache_hits():
+                    continue
                 contexts = self._claim(free)
             except _Stopping:
                 return
@@ -360,6 +363,22 @@ class WorkerOrchestrator:
                 return q.pending_runs(session, self._experiment_id)
 
         return self._db("checking for pending runs", count)
+
+    def _cache_hits(self) -> int:
+        """Runs whose outputs all exist, completed in batches by the processor when it can."""
+        resolve = getattr(self.processor, "resolve_cache_hits", None)
+        if resolve is None:
+            return 0
+        scope = HitScope(self.worker_id, self._experiment_id, self.artifact_root,
+                         self.use_cache, self.lease_seconds, self._settings)  # fmt: skip
+        done = self._db(
+            "resolving cache hits", lambda: resolve(self.sessions, scope), give_up=False
+        )
+        with self._lock:
+            self.stats.claimed += len(done)
+        for ctx in done:
+            self._report(ctx, "succeeded")
+        return len(done)
 
     def _claim(self, limit: int) -> list[RunContext]:
         def claim_and_build() -> list[RunContext]:

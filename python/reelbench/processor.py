@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from reelbench.call_cache import (
     CallPolicy,
@@ -168,8 +168,12 @@ class RunProcessor:
         policy: CallPolicy | None = None,
         threads: int = 0,
         metrics_factory: Callable[..., FrameMetrics] = FrameMetrics,
+        batch_cache_hits: bool = True,
     ) -> None:
         self.policy = policy or CallPolicy()
+        #: Complete runs whose outputs all exist in batches (:mod:`reelbench.db.cache_hits`).
+        self.batch_cache_hits = batch_cache_hits
+        self._hits: Any = None
         self.threads = threads
         self.metrics_factory = metrics_factory
         self.hashes = FileHashes()
@@ -179,6 +183,22 @@ class RunProcessor:
         self._copies: dict[str, Derived] = {}
         self._copy_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def resolve_cache_hits(self, sessions: sessionmaker[Session], scope: Any) -> list[RunContext]:
+        """Complete the clean cache hits among the next queued runs, in a few transactions.
+
+        ``scope``: a :class:`reelbench.db.cache_hits.HitScope`. Returns the
+        contexts of the runs completed (succeeded, as if processed one by one).
+        """
+        if not self.batch_cache_hits:
+            return []
+        from reelbench.db.cache_hits import HitBatcher
+
+        with self._lock:
+            if self._hits is None:
+                self._hits = HitBatcher(self.hashes)
+            batcher = self._hits
+        return cast(list[RunContext], batcher.resolve(sessions, scope))
 
     def process(self, ctx: RunContext, session: Session) -> tuple[str, str]:
         """Do the run's work; return (canon_uri, canon_sha256). See the module docs."""

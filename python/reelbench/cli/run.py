@@ -45,8 +45,8 @@ from reelbench.cli.options import (
     open_db,
 )
 from reelbench.cli.options import console as _console
-from reelbench.db.claim import reclaim_dead_local_runs
-from reelbench.db.engine import Database
+from reelbench.db.claim import pending_runs, reclaim_dead_local_runs
+from reelbench.db.engine import Database, read_transaction
 from reelbench.db.models import Item, Run, Variant
 from reelbench.report import (
     Report,
@@ -85,6 +85,14 @@ def _run_labels(sessions: sessionmaker[Session], experiment_id: int) -> dict[int
             .where(Run.experiment_id == experiment_id)
         ).all()
     return {rid: f"{item} x {variant} #{repeat}" for rid, item, variant, repeat in rows}
+
+
+def _nothing_to_do(db: Database, experiment_id: int) -> bool:
+    """True when no run of the experiment is queued or running: a worker would stop at once."""
+    with db.sessions() as session:
+        read_transaction(session)
+        pending = pending_runs(session, experiment_id)
+    return pending["queued"] + pending["running"] + pending["held"] == 0
 
 
 def _status_counts(sessions: sessionmaker[Session], experiment: str) -> dict[str, int]:
@@ -366,7 +374,9 @@ def run_command(
                 + f"), {workers} worker thread{'s' if workers != 1 else ''}",
                 highlight=False,
             )
-        completed = _work(
+        # Nothing queued or running (a re-run of a finished experiment): no
+        # worker to start, the report is all that is left to do.
+        completed = _nothing_to_do(db, submitted.experiment_id) or _work(
             db,
             submitted.experiment_name,
             submitted.experiment_id,

@@ -17,24 +17,24 @@ event emits ours (the recipe in SQLAlchemy's pysqlite documentation).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reelbench.errors import ReelbenchError
 from reelbench.settings import DEFAULT_DATABASE_URL, display_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -260,6 +260,10 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def _alembic_config() -> Config:
+    # Alembic is imported only when a migration may be needed: every command
+    # that opens a database pays for it otherwise (about half a second).
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -267,6 +271,8 @@ def _alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest migration shipped with this version of reelbench."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None, "the package ships no migrations"
     return head
@@ -274,8 +280,49 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database at ``engine`` is at (None: empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+_REVISION = re.compile(r"^revision(?:\s*:\s*[^=]+)?\s*=\s*[\"']([^\"']+)[\"']", re.M)
+_DOWN = re.compile(r"^down_revision(?:\s*:\s*[^=]+)?\s*=(.*)$", re.M)
+
+
+def _shipped_head() -> str | None:
+    """The newest shipped migration read from the files' ``revision``/``down_revision`` lines.
+
+    None when it is not one plain head (the caller then asks Alembic).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        found = _REVISION.findall(source)
+        if not found:
+            continue
+        if len(found) != 1:
+            return None
+        revisions.add(found[0])
+        down = _DOWN.search(source)
+        if down is not None:
+            parents.update(re.findall(r"[\"']([^\"']+)[\"']", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    """True when the database is at the newest shipped migration, read with one plain query."""
+    head = _shipped_head()
+    if head is None:
+        return False
+    try:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:
+        return False  # no version table yet (an empty database): migrate
+    return [row[0] for row in rows] == [head]
 
 
 def upgrade(target: Engine | str, revision: str = "head") -> None:
@@ -291,8 +338,12 @@ def upgrade(target: Engine | str, revision: str = "head") -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(target) if isinstance(target, str) else target
     try:
+        if revision == "head" and _at_head(engine):
+            return
         if revision == "head" and current_revision(engine) == head_revision():
             return
+        from alembic import command
+
         config = _alembic_config()
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":

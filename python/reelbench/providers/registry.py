@@ -11,10 +11,11 @@ ready instance::
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from reelbench.providers.base import Provider
 
@@ -32,30 +33,31 @@ _lock = threading.Lock()
 _instances: dict[str, Provider] = {}
 
 
-def _builtin_factories() -> dict[str, Callable[[], Provider]]:
-    # Imported lazily: the HTTP adapters pull in httpx, which a worker that
-    # only runs local providers does not need at import time.
-    from reelbench.providers.comfyui import ComfyUIProvider
-    from reelbench.providers.command import CommandProvider
-    from reelbench.providers.fal import FalProvider
-    from reelbench.providers.google import GoogleProvider
-    from reelbench.providers.luma import LumaProvider
-    from reelbench.providers.openai import OpenAIProvider
-    from reelbench.providers.replicate import ReplicateProvider
-    from reelbench.providers.runway import RunwayProvider
-    from reelbench.providers.synthetic import SyntheticProvider
+#: Built-in providers: name -> (module, class). Each module is imported when its
+#: provider is first used: the HTTP adapters pull in httpx (and ComfyUI PyAV
+#: and numpy), which a run of local providers does not need.
+_BUILTINS = {
+    "synthetic": ("reelbench.providers.synthetic", "SyntheticProvider"),
+    "command": ("reelbench.providers.command", "CommandProvider"),
+    "replicate": ("reelbench.providers.replicate", "ReplicateProvider"),
+    "fal": ("reelbench.providers.fal", "FalProvider"),
+    "openai": ("reelbench.providers.openai", "OpenAIProvider"),
+    "google": ("reelbench.providers.google", "GoogleProvider"),
+    "runway": ("reelbench.providers.runway", "RunwayProvider"),
+    "luma": ("reelbench.providers.luma", "LumaProvider"),
+    "comfyui": ("reelbench.providers.comfyui", "ComfyUIProvider"),
+}
 
-    return {
-        "synthetic": SyntheticProvider,
-        "command": CommandProvider,
-        "replicate": ReplicateProvider,
-        "fal": FalProvider,
-        "openai": OpenAIProvider,
-        "google": GoogleProvider,
-        "runway": RunwayProvider,
-        "luma": LumaProvider,
-        "comfyui": ComfyUIProvider,
-    }
+
+def _builtin_factory(module: str, attr: str) -> Callable[[], Provider]:
+    def make() -> Provider:
+        return cast(Provider, getattr(importlib.import_module(module), attr)())
+
+    return make
+
+
+def _builtin_factories() -> dict[str, Callable[[], Provider]]:
+    return {name: _builtin_factory(module, attr) for name, (module, attr) in _BUILTINS.items()}
 
 
 def _entry_point_factories() -> dict[str, Any]:

@@ -18,16 +18,18 @@ import time
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import av
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from reelbench.errors import RetryableError, TerminalError
 from reelbench.identity import canonical_json, sha256_file
 from reelbench.providers.base import FetchResult, GenerationRequest, JobStatus
 from reelbench.providers.params import check_known_keys, number_param
+
+if TYPE_CHECKING:
+    # PyAV and numpy are imported when a video is made: validating a spec's
+    # variants (every submit) does not need them.
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["PATTERNS", "SyntheticProvider", "fault_draw"]
 
@@ -135,6 +137,8 @@ class SyntheticProvider:
         return JobStatus("succeeded")
 
     def fetch(self, job_id: str, request: GenerationRequest, dest: Path) -> FetchResult:
+        import numpy as np
+
         """Render and encode the video into ``dest`` (or garbage, when corrupt fires)."""
         share = float(request.params.get("corrupt", 0))
         if share and fault_draw(request.seed, request.attempt, "corrupt") < share:
@@ -155,6 +159,9 @@ def _identity(request: GenerationRequest) -> dict[str, Any]:
 
 
 def render_video(request: GenerationRequest, dest: Path) -> None:
+    import av
+    import numpy as np
+
     """Encode the procedural video of ``request`` as H.264 MP4 into ``dest``."""
     params = request.params
     width = int(params.get("width", 64))
@@ -195,6 +202,8 @@ class _Scene:
         rng: np.random.Generator,
         tint: bytes,
     ) -> None:
+        import numpy as np
+
         self.w, self.h, self.n, self.pattern, self.rng = width, height, n_frames, pattern, rng
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         self.xx, self.yy = xx, yy
@@ -242,6 +251,8 @@ class _Scene:
         return out
 
     def _luma(self, index: int) -> npt.NDArray[np.float32]:
+        import numpy as np
+
         t = index / max(1, self.n)
         if self.pattern == "texture":
             return self._texture(0.0, 0.0)
@@ -272,6 +283,8 @@ class _Scene:
         return luma
 
     def frame(self, index: int) -> npt.NDArray[np.uint8]:
+        import numpy as np
+
         y = np.clip(self._luma(index), 0, 255).astype(np.uint8)
         planes = np.concatenate([y.ravel(), self.u.ravel(), self.v.ravel()])
         return planes.reshape(self.h * 3 // 2, self.w)

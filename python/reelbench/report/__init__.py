@@ -12,7 +12,6 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from reelbench.judging.storage import load_votes
 from reelbench.report.export import report_to_dict, spreadsheet_safe, write_csv, write_json
 from reelbench.report.html import render_html, write_html
 from reelbench.report.model import (
@@ -65,6 +64,9 @@ def load_report(
     experiment: str | int, db: str | None = None, *, baseline: str | None = None
 ) -> Report:
     """Read ``experiment`` from the database at ``db`` (a URL; None: the default) and report it."""
+    # Judging (numpy) only where a report may hold votes.
+    from reelbench.judging.storage import load_votes
+
     engine = _open_engine(resolve_db_url(db))
     try:
         with Session(engine) as session:

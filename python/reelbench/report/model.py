@@ -16,11 +16,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from reelbench.errors import ReelbenchError
-from reelbench.judging import JudgingSummary, Vote, summarize_judging
 from reelbench.metric_plugins import ERROR_STAT
 from reelbench.results import ExperimentInfo, RunRecord
+
+if TYPE_CHECKING:
+    # Judging needs numpy: imported when there are votes to summarize.
+    from reelbench.judging import JudgingSummary, Vote
 
 __all__ = [
     "METRIC_DESCRIPTIONS",
@@ -467,5 +471,13 @@ def build_report(
         comparisons=_compare(variants, baseline, metric_names) if baseline else [],
         seed_checks=checks,
         seed_verdicts=[_seed_verdict(v.key, checks, v.provider) for v in variants],
-        judging=summarize_judging(votes, runs, metric_names) if votes else None,
+        judging=_judging(votes, runs, metric_names) if votes else None,
     )
+
+
+def _judging(
+    votes: Sequence[Vote], runs: Sequence[RunRecord], metric_names: Sequence[str]
+) -> JudgingSummary:
+    from reelbench.judging import summarize_judging
+
+    return summarize_judging(votes, runs, metric_names)
