@@ -39,7 +39,16 @@ impl Image {
         Self {
             width,
             height,
-            data: vec![0.0; width * height],
+            data: pool::zeros(width * height),
+        }
+    }
+
+    /// A `width x height` image to be written in full (contents unspecified).
+    fn for_writing(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            data: pool::take(width * height),
         }
     }
 
@@ -51,6 +60,75 @@ impl Image {
     #[inline(always)]
     fn at(&self, x: usize, y: usize) -> f32 {
         self.data[y * self.width + x]
+    }
+}
+
+/// Recycled plane buffers. A flow allocates a few dozen planes of up to a
+/// few MB; fresh ones come from `mmap` and cost a page fault per 4 KiB on
+/// first touch, more than the flow itself at 320x240. Planes are handed back
+/// here when dropped and reused by the next flow on the same thread.
+mod pool {
+    use std::cell::RefCell;
+
+    /// At most this many bytes are kept per thread.
+    const MAX_BYTES: usize = 64 << 20;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// `n` zeros, in a recycled buffer when one is large enough.
+    pub(super) fn zeros(n: usize) -> Vec<f32> {
+        let mut v = take(n);
+        v.fill(0.0);
+        v
+    }
+
+    /// A buffer of `n` values whose contents are unspecified (stale values of
+    /// an earlier plane): for planes that are written in full.
+    pub(super) fn take(n: usize) -> Vec<f32> {
+        let reused = FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            let best = f
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= n)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| f.swap_remove(i))
+        });
+        match reused {
+            Some(mut v) => {
+                v.truncate(n);
+                if v.len() < n {
+                    v.resize(n, 0.0);
+                }
+                v
+            }
+            None => vec![0.0; n],
+        }
+    }
+
+    /// Keep `v` for reuse (dropped instead when the pool is full).
+    pub(super) fn give(v: Vec<f32>) {
+        if v.capacity() < 4096 {
+            return;
+        }
+        // `try_with`: during thread teardown the pool may be gone already.
+        let _ = FREE.try_with(|f| {
+            let mut f = f.borrow_mut();
+            let held: usize = f.iter().map(|v| v.capacity() * 4).sum();
+            if held + v.capacity() * 4 <= MAX_BYTES {
+                f.push(v);
+            }
+        });
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.u));
+        pool::give(std::mem::take(&mut self.v));
     }
 }
 
@@ -76,7 +154,7 @@ multiversion! {
         let h = (p.height() / k).max(1);
         let kx = k.min(p.width());
         let ky = k.min(p.height());
-        let mut out = Image::zeros(w, h);
+        let mut out = Image::for_writing(w, h);
         let mut acc = vec![0u32; w];
         let norm = 1.0 / (kx * ky) as f32;
         for oy in 0..h {
@@ -106,7 +184,7 @@ multiversion! {
 fn half(img: &Image) -> Image {
     let w = (img.width / 2).max(1);
     let h = (img.height / 2).max(1);
-    let mut out = Image::zeros(w, h);
+    let mut out = Image::for_writing(w, h);
     if img.width < 2 || img.height < 2 {
         // Degenerate (never a flow level): nearest sample.
         for y in 0..h {
@@ -135,8 +213,8 @@ fn half(img: &Image) -> Image {
 /// Horizontal and vertical Sobel gradients / 8 (borders replicated).
 fn gradients(img: &Image) -> (Vec<f32>, Vec<f32>) {
     let (w, h) = (img.width, img.height);
-    let mut gx = vec![0.0f32; w * h];
-    let mut gy = vec![0.0f32; w * h];
+    let mut gx = pool::take(w * h);
+    let mut gy = pool::take(w * h);
     let mut vs = vec![0.0f32; w]; // up + 2 mid + down
     let mut vd = vec![0.0f32; w]; // down - up
     for y in 0..h {
@@ -155,6 +233,7 @@ fn gradients(img: &Image) -> (Vec<f32>, Vec<f32>) {
         let ox = &mut gx[y * w..][..w];
         let oy = &mut gy[y * w..][..w];
         if w == 1 {
+            ox[0] = 0.0;
             oy[0] = 4.0 * vd[0] * 0.125;
             continue;
         }
@@ -209,7 +288,8 @@ pub struct FlowParams {
     /// Gauss-Newton iterations per patch in the forward sweep of the coarser
     /// levels (the backward sweep does half).
     pub iterations: usize,
-    /// The same on the finest level, which starts from a good guess.
+    /// Gauss-Newton iterations per patch on the finest level, which starts
+    /// from a good guess and has a forward sweep only.
     pub finest_iterations: usize,
 }
 
@@ -219,7 +299,7 @@ impl Default for FlowParams {
             stride: 4,
             finest_stride: 6,
             iterations: 12,
-            finest_iterations: 4,
+            finest_iterations: 3,
         }
     }
 }
@@ -239,8 +319,8 @@ impl Flow {
         Self {
             width,
             height,
-            u: vec![0.0; width * height],
-            v: vec![0.0; width * height],
+            u: pool::zeros(width * height),
+            v: pool::zeros(width * height),
         }
     }
 
@@ -306,12 +386,25 @@ struct Level {
     pad: Vec<f32>,
 }
 
+impl Drop for Level {
+    fn drop(&mut self) {
+        for v in [
+            std::mem::take(&mut self.img.data),
+            std::mem::take(&mut self.gx),
+            std::mem::take(&mut self.gy),
+            std::mem::take(&mut self.pad),
+        ] {
+            pool::give(v);
+        }
+    }
+}
+
 impl Level {
     fn new(img: Image) -> Self {
         let (gx, gy) = gradients(&img);
         let (w, h) = (img.width, img.height);
         let pw = w + 2 * BORDER;
-        let mut pad = vec![0.0f32; pw * (h + 2 * BORDER)];
+        let mut pad = pool::take(pw * (h + 2 * BORDER));
         for py in 0..h + 2 * BORDER {
             let src = &img.data[py.saturating_sub(BORDER).min(h - 1) * w..][..w];
             let dst = &mut pad[py * pw..][..pw];
@@ -391,7 +484,7 @@ fn hrow(r: &[f32], ax: f32) -> [f32; PATCH] {
 }
 
 #[inline(always)]
-fn row<'a>(data: &'a [f32], offset: usize) -> &'a [f32; PATCH] {
+fn row(data: &[f32], offset: usize) -> &[f32; PATCH] {
     data[offset..offset + PATCH].try_into().expect("patch row")
 }
 
@@ -489,8 +582,17 @@ fn patch_ssd<const SIMD: bool>(l0: &Level, l1: &Level, x: usize, y: usize, u: f3
 
 impl PatchInfo {
     #[inline(always)]
-    fn new(l0: &Level, x: usize, y: usize) -> Self {
+    fn new<const SIMD: bool>(l0: &Level, x: usize, y: usize) -> Self {
         let w = l0.img.width;
+        assert!(x + PATCH <= w && y + PATCH <= l0.img.height);
+        #[cfg(target_arch = "x86_64")]
+        if SIMD {
+            let o = y * w + x;
+            // SAFETY: SIMD only with AVX2 and FMA; the patch is on the frame
+            // (asserted above).
+            let t = unsafe { avx::structure(l0.gx.as_ptr().add(o), l0.gy.as_ptr().add(o), w) };
+            return Self::from_sums(x, y, t);
+        }
         let mut xx = [0.0f32; PATCH];
         let mut xy = [0.0f32; PATCH];
         let mut yy = [0.0f32; PATCH];
@@ -507,7 +609,12 @@ impl PatchInfo {
                 sy[i] += gy[i];
             }
         }
-        let (xx, xy, yy, sgx, sgy) = (hsum(xx), hsum(xy), hsum(yy), hsum(sx), hsum(sy));
+        Self::from_sums(x, y, [hsum(xx), hsum(xy), hsum(yy), hsum(sx), hsum(sy)])
+    }
+
+    /// From the sums of `gx²`, `gx gy`, `gy²`, `gx` and `gy` over the patch.
+    #[inline(always)]
+    fn from_sums(x: usize, y: usize, [xx, xy, yy, sgx, sgy]: [f32; 5]) -> Self {
         // Mean normalization removes the mean gradient from the Jacobian;
         // a small ridge keeps flat patches (zero Hessian) well posed.
         let ridge = 1e-2 * N;
@@ -580,6 +687,7 @@ fn level_flow<const SIMD: bool>(
     init: Option<&Flow>,
     stride: usize,
     iterations: usize,
+    finest: bool,
 ) -> Flow {
     let (w, h) = (l0.img.width, l0.img.height);
     let xs = origins(w, stride);
@@ -588,7 +696,7 @@ fn level_flow<const SIMD: bool>(
     let mut infos = Vec::with_capacity(nx * ny);
     for &y in &ys {
         for &x in &xs {
-            infos.push(PatchInfo::new(l0, x, y));
+            infos.push(PatchInfo::new::<SIMD>(l0, x, y));
         }
     }
     let mut pu = vec![0.0f32; infos.len()];
@@ -600,7 +708,9 @@ fn level_flow<const SIMD: bool>(
         }
     }
     let max_move = PATCH as f32;
-    for sweep in 0..2 {
+    // The finest level starts from a good guess: one forward sweep.
+    let sweeps = if finest { 1 } else { 2 };
+    for sweep in 0..sweeps {
         let forward = sweep == 0;
         let iters = if forward {
             iterations
@@ -666,9 +776,9 @@ fn densify<const SIMD: bool>(
 ) -> Flow {
     let (w, h) = (l0.img.width, l0.img.height);
     let pw = w + 2 * BORDER;
-    let mut acc_u = vec![0.0f32; w * h];
-    let mut acc_v = vec![0.0f32; w * h];
-    let mut acc_w = vec![0.0f32; w * h];
+    let mut acc_u = pool::zeros(w * h);
+    let mut acc_v = pool::zeros(w * h);
+    let mut acc_w = pool::zeros(w * h);
     for (k, info) in infos.iter().enumerate() {
         let (u, v) = (pu[k], pv[k]);
         let (o1, ax, ay) = landing(l1, info.x, info.y, u, v);
@@ -718,6 +828,7 @@ fn densify<const SIMD: bool>(
         *u *= r;
         *v *= r;
     }
+    pool::give(acc_w);
     Flow {
         width: w,
         height: h,
@@ -764,6 +875,7 @@ fn pyramid_flow_with<const SIMD: bool>(p0: &Pyramid, p1: &Pyramid, prm: &FlowPar
             flow.as_ref(),
             stride.max(1),
             iters,
+            l == 0,
         ));
     }
     flow.expect("at least one level")
@@ -849,6 +961,37 @@ mod avx {
         let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
         let mut out = [0.0f32; 4];
         _mm_storeu_ps(out.as_mut_ptr(), q);
+        out
+    }
+
+    /// Sums over a patch of `gx²`, `gx gy`, `gy²`, `gx`, `gy` (row stride `w`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `PATCH` rows of `PATCH` values readable from `gx`, `gy`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn structure(gx: *const f32, gy: *const f32, w: usize) -> [f32; 5] {
+        let mut xx = _mm256_setzero_ps();
+        let mut xy = _mm256_setzero_ps();
+        let mut yy = _mm256_setzero_ps();
+        let mut sx = _mm256_setzero_ps();
+        let mut sy = _mm256_setzero_ps();
+        for j in 0..PATCH {
+            let a = _mm256_loadu_ps(gx.add(j * w));
+            let b = _mm256_loadu_ps(gy.add(j * w));
+            xx = _mm256_fmadd_ps(a, a, xx);
+            xy = _mm256_fmadd_ps(a, b, xy);
+            yy = _mm256_fmadd_ps(b, b, yy);
+            sx = _mm256_add_ps(sx, a);
+            sy = _mm256_add_ps(sy, b);
+        }
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(xx, xy), _mm256_hadd_ps(yy, sx));
+        let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        let mut out = [0.0f32; 5];
+        _mm_storeu_ps(out.as_mut_ptr(), q);
+        let m = _mm_add_ps(_mm256_castps256_ps128(sy), _mm256_extractf128_ps::<1>(sy));
+        let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+        out[4] = _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
         out
     }
 
@@ -976,9 +1119,19 @@ mod kernel_tests {
                 );
             }
         }
+        for &(x, y, _, _) in &at {
+            let (a, b) = (
+                PatchInfo::new::<false>(&l0, x, y),
+                PatchInfo::new::<true>(&l0, x, y),
+            );
+            for k in 0..3 {
+                assert!((a.inv[k] - b.inv[k]).abs() <= 1e-4 * a.inv[k].abs().max(1e-3));
+            }
+            assert!((a.sgx - b.sgx).abs() < 1e-2 && (a.sgy - b.sgy).abs() < 1e-2);
+        }
         let infos: Vec<PatchInfo> = at
             .iter()
-            .map(|&(x, y, _, _)| PatchInfo::new(&l0, x, y))
+            .map(|&(x, y, _, _)| PatchInfo::new::<false>(&l0, x, y))
             .collect();
         let pu: Vec<f32> = at.iter().map(|a| a.2).collect();
         let pv: Vec<f32> = at.iter().map(|a| a.3).collect();
