@@ -159,6 +159,9 @@ pub struct Config {
     pub dynamic_threshold: f64,
     /// What to compute.
     pub groups: Groups,
+    /// With the motion group: compute the optical flow and the values made
+    /// from it (`false`: SI/TI only, e.g. to time them on their own).
+    pub flow: bool,
 }
 
 impl Default for Config {
@@ -171,6 +174,7 @@ impl Default for Config {
             scene_cut_mad: 20.0,
             dynamic_threshold: 0.005,
             groups: Groups::default(),
+            flow: true,
         }
     }
 }
@@ -504,6 +508,9 @@ impl FrameMetrics {
             rec.ti = Some(temporal_information(&self.prev_full, &self.cur_full));
         }
         std::mem::swap(&mut self.prev_full, &mut self.cur_full);
+        if !self.config.flow {
+            return;
+        }
         let k = working_factor(w, h);
         let small = Pyramid::new(downscale(y, k));
         if let Some(prev) = &self.prev_small {
