@@ -260,6 +260,8 @@ impl FrameMetrics {
         groups = None,
         flow = true,
     ))]
+    // Python's keyword arguments, one per setting.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         black_threshold: u8,
         black_frame_share: f64,
