@@ -3,20 +3,24 @@
 Every group pairs the native candidate with its baselines in the same run
 (ratios: benches/conftest.py, written to .benchmarks/ratios.json).
 
-* Flow per frame pair at 320x240 and 640x360 (one thread on both sides:
-  ``cv2.setNumThreads(1)``; the native flow is single-threaded per pair), on
-  a textured frame and its copy moved by a known sub-pixel shift, against
-  DIS ULTRAFAST and FAST on the same frames. reelbench computes at its
-  working scale (long side <= 512 px: 640x360 -> 320x180) and rescales; the
-  640x360 group also times ULTRAFAST on frames shrunk to that scale first
-  (``cv2.resize``, INTER_AREA, included in the time). Each benchmark records
-  its mean endpoint error in ``extra_info["epe_px"]``.
+* Flow per frame pair at 320x240, 640x360 and 1280x720 (one thread on both
+  sides: ``cv2.setNumThreads(1)``; the native flow is single-threaded per
+  pair), on a textured frame and its copy moved by a known sub-pixel shift,
+  against DIS ULTRAFAST and FAST on the same frames. ``optical_flow``
+  computes at the input size, like OpenCV (the motion group of
+  ``FrameMetrics`` computes at its working scale, long side <= 512 px); the
+  larger groups also time ULTRAFAST on frames shrunk to that working scale
+  first (``cv2.resize``, INTER_AREA, included in the time). Each benchmark
+  records its mean endpoint error in ``extra_info["epe_px"]``.
 * SI/TI of a PyAV-encoded H.264 640x360 pan, 96 frames: PyAV decode +
-  ``FrameMetrics(groups=["motion"])`` against ``ffmpeg -threads 1
-  -filter_threads 1 -i clip -vf siti -f null -`` (decode + siti). The native
-  motion group computes flow and SI/TI together (there is no SI/TI-only
-  entry point), so the candidate does more work than the baseline; a second
-  candidate times the decode alone, to show where the time goes.
+  ``FrameMetrics(groups=["motion"], flow=False)`` (SI/TI alone) against
+  ``ffmpeg -threads 1 -filter_threads 1 -i clip -vf siti -f null -`` (decode +
+  siti); the whole motion group (flow and SI/TI) and the decode alone are
+  timed too, to show where the time goes.
+* Every metric group that needs no reference (frame, temporal, motion with
+  flow) on a 1280x720 H.264 pan of 24 frames: PyAV decode + ``FrameMetrics``
+  per frame pair, one thread (``units``: pairs, for pairs per second),
+  against the decode alone.
 """
 
 from __future__ import annotations
@@ -64,7 +68,11 @@ def _epe(flow: NDArray[np.float32], border: int) -> float:
     return float(np.mean(np.hypot(inner[..., 0] - SHIFT[0], inner[..., 1] - SHIFT[1])))
 
 
-@pytest.fixture(scope="module", params=[(320, 240), (640, 360)], ids=["320x240", "640x360"])
+@pytest.fixture(
+    scope="module",
+    params=[(320, 240), (640, 360), (1280, 720)],
+    ids=["320x240", "640x360", "1280x720"],
+)
 def frames(request: pytest.FixtureRequest) -> tuple[int, int, list[tuple[Frame, Frame]]]:
     width, height = request.param
     cv2.setNumThreads(1)
@@ -80,7 +88,9 @@ def test_flow_per_pair(
         pytest.skip("320x240 is its own working scale")
     benchmark.group = f"optical flow {width}x{height}, one pair, one thread"
     if impl == "reelbench":
-        benchmark.extra_info.update(role="candidate", isa=KERNEL_ISA, units={"pairs": PAIRS})
+        benchmark.extra_info.update(
+            role="candidate", isa=KERNEL_ISA, units={"pairs": PAIRS}, target=1.5
+        )
 
         def run() -> NDArray[np.float32]:
             for a, b in pairs:
@@ -142,8 +152,8 @@ def pan_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path.unlink()
 
 
-def _decode_and_measure(path: Path, measure: bool) -> int:
-    acc = FrameMetrics(groups=["motion"]) if measure else None
+def _decode_and_measure(path: Path, groups: list[str] | None, flow: bool = True) -> int:
+    acc = FrameMetrics(groups=groups, flow=flow) if groups is not None else None
     n = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -164,14 +174,58 @@ def _ffmpeg_siti(path: Path) -> None:
 
 
 @pytest.mark.benchmark(group="SI/TI 640x360 H.264, 96 frames, one thread")
-@pytest.mark.parametrize("impl", ["motion group", "decode only", "ffmpeg"])
+@pytest.mark.parametrize("impl", ["SI/TI alone", "motion group", "decode only", "ffmpeg"])
 def test_siti_clip(benchmark: Any, pan_clip: Path, impl: str) -> None:
     if impl == "ffmpeg":
         benchmark.extra_info.update(role="baseline", baseline="FFmpeg siti filter")
         benchmark.pedantic(_ffmpeg_siti, args=(pan_clip,), rounds=3, warmup_rounds=1)
         return
     benchmark.extra_info.update(role="candidate", isa=KERNEL_ISA, units={"frames": SITI_FRAMES})
+    groups = None if impl == "decode only" else ["motion"]
     n = benchmark.pedantic(
-        _decode_and_measure, args=(pan_clip, impl == "motion group"), rounds=3, warmup_rounds=1
+        _decode_and_measure,
+        args=(pan_clip, groups, impl == "motion group"),
+        rounds=3,
+        warmup_rounds=1,
     )
     assert n == SITI_FRAMES
+
+
+HD_FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def hd_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An H.264 1280x720 pan over smooth noise, yuv420p, 24 frames."""
+    path = tmp_path_factory.mktemp("hd") / "pan720.mp4"
+    rng = np.random.default_rng(5)
+    scene = ndimage.gaussian_filter(rng.uniform(0, 255, (720, 1280 + 6 * HD_FRAMES)), 2.0)
+    scene = np.clip((scene - scene.mean()) * 4 + 128, 0, 255).astype(np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        stream.time_base = Fraction(1, 24)
+        for i in range(HD_FRAMES):
+            y = np.ascontiguousarray(scene[:, 6 * i : 6 * i + 1280])
+            frame = av.VideoFrame.from_ndarray(np.repeat(y[..., None], 3, axis=2), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    yield path
+    path.unlink()
+
+
+HD_GROUP = "frame, temporal, motion groups, 1280x720 H.264, 24 frames, one thread"
+
+
+@pytest.mark.benchmark(group=HD_GROUP)
+@pytest.mark.parametrize("impl", ["metrics", "decode only"])
+def test_all_metrics_hd_clip(benchmark: Any, hd_clip: Path, impl: str) -> None:
+    groups = ["frame", "temporal", "motion"] if impl == "metrics" else None
+    role = "candidate" if groups else "baseline"
+    benchmark.extra_info.update(role=role, isa=KERNEL_ISA, units={"pairs": HD_FRAMES - 1})
+    if not groups:
+        benchmark.extra_info["baseline"] = "PyAV decode alone"
+    n = benchmark.pedantic(_decode_and_measure, args=(hd_clip, groups), rounds=3, warmup_rounds=1)
+    assert n == HD_FRAMES

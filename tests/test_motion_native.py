@@ -64,6 +64,24 @@ def test_si_ti_equal_ffmpeg_siti_filter(tmp_path: Path, width: int, height: int)
     assert max(theirs_ti) > 1.0  # the pan moves: TI is not trivially zero
 
 
+def test_si_ti_alone_equal_the_motion_groups_and_skip_the_flow(tmp_path: Path) -> None:
+    video = tmp_path / "pan.mp4"
+    encode_video(video, moving_pattern(176, 144, 6, seed=5, step=3), crf=20)
+    runs = []
+    for flow in (True, False):
+        acc = FrameMetrics(groups=["motion"], flow=flow)
+        with av.open(str(video)) as container:
+            for frame in container.decode(video=0):
+                acc.push_frame(frame)
+        runs.append((acc.frames(), acc.summary()))
+    (full, full_summary), (alone, alone_summary) = runs
+    assert [(r["si"], r["ti"]) for r in alone] == [(r["si"], r["ti"]) for r in full]
+    assert all(r.get("motion_mean") is None and r.get("warp_error") is None for r in alone)
+    assert any(r["motion_mean"] is not None for r in full)
+    assert alone_summary.get("dynamic_degree") is None
+    assert full_summary["dynamic_degree"] is not None
+
+
 def _texture(height: int, width: int, seed: int) -> NDArray[np.float64]:
     rng = np.random.default_rng(seed)
     noise = rng.uniform(0, 255, (height, width))

@@ -258,7 +258,10 @@ impl FrameMetrics {
         scene_cut_mad = 20.0,
         dynamic_threshold = 0.005,
         groups = None,
+        flow = true,
     ))]
+    // Python's keyword arguments, one per setting.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         black_threshold: u8,
         black_frame_share: f64,
@@ -267,6 +270,7 @@ impl FrameMetrics {
         scene_cut_mad: f64,
         dynamic_threshold: f64,
         groups: Option<Vec<String>>,
+        flow: bool,
     ) -> PyResult<Self> {
         let groups = match groups {
             Some(names) => Groups::from_names(&names).map_err(CoreError)?,
@@ -280,6 +284,7 @@ impl FrameMetrics {
             scene_cut_mad,
             dynamic_threshold,
             groups,
+            flow,
         })
         .map_err(CoreError)?;
         Ok(Self { inner })

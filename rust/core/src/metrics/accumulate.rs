@@ -3,7 +3,9 @@
 //! number of frames (records are a few numbers per frame). Which metrics it
 //! computes is chosen by [`Groups`]; work for a group that is off is skipped.
 
-use super::flow::{dense_flow, downscale, warp_check, working_factor, FlowParams, Image};
+use super::flow::{
+    downscale, pyramid_flow, warp_check, working_factor, FlowParams, Pyramid, PATCH,
+};
 use super::kernels::{laplacian_var, luma_sums, psnr_from_mse};
 use super::plane::{same_shape, Plane};
 use super::siti::{spatial_information, temporal_information, to_full_range};
@@ -157,6 +159,9 @@ pub struct Config {
     pub dynamic_threshold: f64,
     /// What to compute.
     pub groups: Groups,
+    /// With the motion group: compute the optical flow and the values made
+    /// from it (`false`: SI/TI only, e.g. to time them on their own).
+    pub flow: bool,
 }
 
 impl Default for Config {
@@ -169,6 +174,7 @@ impl Default for Config {
             scene_cut_mad: 20.0,
             dynamic_threshold: 0.005,
             groups: Groups::default(),
+            flow: true,
         }
     }
 }
@@ -346,7 +352,7 @@ pub struct FrameMetrics {
     records: Vec<FrameRecord>,
     /// Motion group: the previous frame at the working scale, and its
     /// full-range luma for TI.
-    prev_small: Option<Image>,
+    prev_small: Option<Pyramid>,
     prev_full: Vec<i16>,
     cur_full: Vec<i16>,
 }
@@ -502,25 +508,29 @@ impl FrameMetrics {
             rec.ti = Some(temporal_information(&self.prev_full, &self.cur_full));
         }
         std::mem::swap(&mut self.prev_full, &mut self.cur_full);
+        if !self.config.flow {
+            return;
+        }
         let k = working_factor(w, h);
-        let small = downscale(y, k);
+        let small = Pyramid::new(downscale(y, k));
         if let Some(prev) = &self.prev_small {
-            let prm = FlowParams::default();
-            if small.width < prm.patch || small.height < prm.patch {
+            let (sw, sh) = (small.image().width, small.image().height);
+            if sw < PATCH || sh < PATCH {
                 // Too small for one patch: the flow is undefined.
                 rec.motion_mean = Some(f64::NAN);
                 rec.motion_p95 = Some(f64::NAN);
                 rec.warp_error = Some(f64::NAN);
                 rec.flow_consistent = Some(f64::NAN);
             } else {
-                let fwd = dense_flow(prev, &small, &prm);
-                let bwd = dense_flow(&small, prev, &prm);
+                let prm = FlowParams::default();
+                let fwd = pyramid_flow(prev, &small, &prm);
+                let bwd = pyramid_flow(&small, prev, &prm);
                 let mut mags = fwd.magnitudes();
                 let scale = k as f64;
                 let mean = mags.iter().map(|&m| m as f64).sum::<f64>() / mags.len() as f64;
                 rec.motion_mean = Some(mean * scale);
                 rec.motion_p95 = Some(quantile_in_place(&mut mags, 0.95) * scale);
-                let check = warp_check(prev, &small, &fwd, &bwd);
+                let check = warp_check(prev.image(), small.image(), &fwd, &bwd);
                 rec.warp_error = Some(check.warp_error);
                 rec.flow_consistent = Some(check.consistent);
             }

@@ -3,16 +3,20 @@
 //! side is at most [`WORKING_LONG_SIDE`] pixels. See docs/adr/0004 for the
 //! choice and its measured accuracy and speed.
 //!
-//! Per pyramid level, coarsest first: a grid of `patch x patch` patches
-//! `stride` pixels apart is matched by inverse-compositional Gauss-Newton on
-//! the mean-normalized SSD (the Hessian of each patch is computed once from
-//! the first frame), with spatial propagation from neighbouring patches in a
-//! forward and a backward sweep; the patch flows are then densified by
-//! averaging the patches that cover each pixel, weighted by
-//! `1 / max(1, |photometric error|)`. The dense flow seeds the next level.
+//! Per pyramid level, coarsest first: a grid of [`PATCH`]` x `[`PATCH`]
+//! patches `stride` pixels apart (wider on the finest level) is matched by
+//! inverse-compositional Gauss-Newton on the mean-normalized SSD (the Hessian
+//! of each patch is computed once from the first frame), with spatial
+//! propagation from neighbouring patches in a forward and a backward sweep;
+//! the patch flows are then densified by averaging the patches that cover
+//! each pixel, weighted by `1 / max(1, |photometric error|)`. The coarser
+//! level's dense flow seeds each patch of the next one (sampled at the patch
+//! centre only: no level but the finest is upscaled as a whole).
 //!
-//! Everything works on packed `f32` planes in row order, so the inner loops
-//! are plain slices that LLVM vectorizes for the ISA [`super::dispatch`] picks.
+//! Everything works on packed `f32` planes in row order. The patch side is a
+//! compile-time constant, so a patch row is one `[f32; 8]` that LLVM keeps in
+//! a vector register for the ISA [`super::dispatch`] picks; the second frame
+//! carries a replicated border, so patch reads need no per-pixel clamping.
 
 use super::dispatch::multiversion;
 use super::plane::Plane;
@@ -35,7 +39,16 @@ impl Image {
         Self {
             width,
             height,
-            data: vec![0.0; width * height],
+            data: pool::zeros(width * height),
+        }
+    }
+
+    /// A `width x height` image to be written in full (contents unspecified).
+    fn for_writing(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            data: pool::take(width * height),
         }
     }
 
@@ -49,6 +62,83 @@ impl Image {
         self.data[y * self.width + x]
     }
 }
+
+/// Recycled plane buffers. A flow allocates a few dozen planes of up to a
+/// few MB; fresh ones come from `mmap` and cost a page fault per 4 KiB on
+/// first touch, more than the flow itself at 320x240. Planes are handed back
+/// here when dropped and reused by the next flow on the same thread.
+mod pool {
+    use std::cell::RefCell;
+
+    /// At most this many bytes are kept per thread.
+    const MAX_BYTES: usize = 64 << 20;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// `n` zeros, in a recycled buffer when one is large enough.
+    pub(super) fn zeros(n: usize) -> Vec<f32> {
+        let mut v = take(n);
+        v.fill(0.0);
+        v
+    }
+
+    /// A buffer of `n` values whose contents are unspecified (stale values of
+    /// an earlier plane): for planes that are written in full.
+    pub(super) fn take(n: usize) -> Vec<f32> {
+        let reused = FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            let best = f
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= n)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| f.swap_remove(i))
+        });
+        match reused {
+            Some(mut v) => {
+                v.truncate(n);
+                if v.len() < n {
+                    v.resize(n, 0.0);
+                }
+                v
+            }
+            None => vec![0.0; n],
+        }
+    }
+
+    /// Keep `v` for reuse (dropped instead when the pool is full).
+    pub(super) fn give(v: Vec<f32>) {
+        if v.capacity() < 4096 {
+            return;
+        }
+        // `try_with`: during thread teardown the pool may be gone already.
+        let _ = FREE.try_with(|f| {
+            let mut f = f.borrow_mut();
+            let held: usize = f.iter().map(|v| v.capacity() * 4).sum();
+            if held + v.capacity() * 4 <= MAX_BYTES {
+                f.push(v);
+            }
+        });
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.u));
+        pool::give(std::mem::take(&mut self.v));
+    }
+}
+
+/// The patch side in pixels (fixed: the kernels are built for it).
+pub const PATCH: usize = 8;
+
+/// Replicated border around the second frame of each level, in pixels: a
+/// displaced patch is clamped to keep one pixel on the frame, so its reads
+/// (`PATCH + 1` samples per row and column) stay inside the border.
+const BORDER: usize = 16;
 
 /// The integer downscale factor of the working scale for a `width x height` frame.
 pub fn working_factor(width: usize, height: usize) -> usize {
@@ -64,7 +154,7 @@ multiversion! {
         let h = (p.height() / k).max(1);
         let kx = k.min(p.width());
         let ky = k.min(p.height());
-        let mut out = Image::zeros(w, h);
+        let mut out = Image::for_writing(w, h);
         let mut acc = vec![0u32; w];
         let norm = 1.0 / (kx * ky) as f32;
         for oy in 0..h {
@@ -94,35 +184,77 @@ multiversion! {
 fn half(img: &Image) -> Image {
     let w = (img.width / 2).max(1);
     let h = (img.height / 2).max(1);
-    let mut out = Image::zeros(w, h);
+    let mut out = Image::for_writing(w, h);
+    if img.width < 2 || img.height < 2 {
+        // Degenerate (never a flow level): nearest sample.
+        for y in 0..h {
+            for x in 0..w {
+                out.data[y * w + x] =
+                    img.at((2 * x).min(img.width - 1), (2 * y).min(img.height - 1));
+            }
+        }
+        return out;
+    }
     for y in 0..h {
-        let r0 = &img.data[(2 * y).min(img.height - 1) * img.width..][..img.width];
-        let r1 = &img.data[(2 * y + 1).min(img.height - 1) * img.width..][..img.width];
+        let r0 = &img.data[2 * y * img.width..][..2 * w];
+        let r1 = &img.data[(2 * y + 1) * img.width..][..2 * w];
         let dst = &mut out.data[y * w..(y + 1) * w];
-        for (x, d) in dst.iter_mut().enumerate() {
-            let (a, b) = (2 * x, (2 * x + 1).min(img.width - 1));
-            *d = 0.25 * (r0[a] + r0[b] + r1[a] + r1[b]);
+        for ((d, a), b) in dst
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            *d = 0.25 * ((a[0] + a[1]) + (b[0] + b[1]));
         }
     }
     out
 }
 
 /// Horizontal and vertical Sobel gradients / 8 (borders replicated).
-fn gradients(img: &Image) -> (Image, Image) {
+fn gradients(img: &Image) -> (Vec<f32>, Vec<f32>) {
     let (w, h) = (img.width, img.height);
-    let mut gx = Image::zeros(w, h);
-    let mut gy = Image::zeros(w, h);
+    let mut gx = pool::take(w * h);
+    let mut gy = pool::take(w * h);
+    let mut vs = vec![0.0f32; w]; // up + 2 mid + down
+    let mut vd = vec![0.0f32; w]; // down - up
     for y in 0..h {
         let up = &img.data[y.saturating_sub(1) * w..][..w];
         let mid = &img.data[y * w..][..w];
         let down = &img.data[(y + 1).min(h - 1) * w..][..w];
-        for x in 0..w {
-            let (l, r) = (x.saturating_sub(1), (x + 1).min(w - 1));
-            gx.data[y * w + x] =
-                ((up[r] - up[l]) + 2.0 * (mid[r] - mid[l]) + (down[r] - down[l])) * 0.125;
-            gy.data[y * w + x] =
-                ((down[l] - up[l]) + 2.0 * (down[x] - up[x]) + (down[r] - up[r])) * 0.125;
+        for (((s, d), (&a, &m)), &b) in vs
+            .iter_mut()
+            .zip(vd.iter_mut())
+            .zip(up.iter().zip(mid))
+            .zip(down)
+        {
+            *s = a + 2.0 * m + b;
+            *d = b - a;
         }
+        let ox = &mut gx[y * w..][..w];
+        let oy = &mut gy[y * w..][..w];
+        if w == 1 {
+            ox[0] = 0.0;
+            oy[0] = 4.0 * vd[0] * 0.125;
+            continue;
+        }
+        // Interior columns as shifted slices (vectorizes), then the edges.
+        for (o, (&r, &l)) in ox[1..w - 1]
+            .iter_mut()
+            .zip(vs[2..].iter().zip(&vs[..w - 2]))
+        {
+            *o = (r - l) * 0.125;
+        }
+        for ((o, (&l, &m)), &r) in oy[1..w - 1]
+            .iter_mut()
+            .zip(vd[..w - 2].iter().zip(&vd[1..w - 1]))
+            .zip(&vd[2..])
+        {
+            *o = (l + 2.0 * m + r) * 0.125;
+        }
+        ox[0] = (vs[1] - vs[0]) * 0.125;
+        ox[w - 1] = (vs[w - 1] - vs[w - 2]) * 0.125;
+        oy[0] = (3.0 * vd[0] + vd[1]) * 0.125;
+        oy[w - 1] = (vd[w - 2] + 3.0 * vd[w - 1]) * 0.125;
     }
     (gx, gy)
 }
@@ -149,20 +281,25 @@ fn sample(img: &Image, x: f32, y: f32) -> f32 {
 /// changes the numbers; docs/metrics.md documents these values).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FlowParams {
-    /// Patch side in pixels.
-    pub patch: usize,
-    /// Distance between patch origins.
+    /// Distance between patch origins on the coarser levels.
     pub stride: usize,
-    /// Gauss-Newton iterations per patch and sweep.
+    /// Distance between patch origins on the finest level.
+    pub finest_stride: usize,
+    /// Gauss-Newton iterations per patch in the forward sweep of the coarser
+    /// levels (the backward sweep does half).
     pub iterations: usize,
+    /// Gauss-Newton iterations per patch on the finest level, which starts
+    /// from a good guess and has a forward sweep only.
+    pub finest_iterations: usize,
 }
 
 impl Default for FlowParams {
     fn default() -> Self {
         Self {
-            patch: 8,
             stride: 4,
+            finest_stride: 6,
             iterations: 12,
+            finest_iterations: 3,
         }
     }
 }
@@ -182,37 +319,24 @@ impl Flow {
         Self {
             width,
             height,
-            u: vec![0.0; width * height],
-            v: vec![0.0; width * height],
+            u: pool::zeros(width * height),
+            v: pool::zeros(width * height),
         }
     }
 
-    /// Bilinear upscale by 2 to `width x height`, flow values doubled.
-    fn upscale(&self, width: usize, height: usize) -> Self {
-        let mut out = Self::zeros(width, height);
+    /// Bilinear sample of the flow at pixel `(x, y)` of a `width x height`
+    /// grid (pixel centres aligned), in that grid's pixels.
+    #[inline(always)]
+    fn sample_scaled(&self, x: usize, y: usize, width: usize, height: usize) -> (f32, f32) {
         let sx = self.width as f32 / width as f32;
         let sy = self.height as f32 / height as f32;
-        let fu = Image {
-            width: self.width,
-            height: self.height,
-            data: self.u.clone(),
-        };
-        let fv = Image {
-            width: self.width,
-            height: self.height,
-            data: self.v.clone(),
-        };
-        let gain_x = width as f32 / self.width as f32;
-        let gain_y = height as f32 / self.height as f32;
-        for y in 0..height {
-            let ys = (y as f32 + 0.5) * sy - 0.5;
-            for x in 0..width {
-                let xs = (x as f32 + 0.5) * sx - 0.5;
-                out.u[y * width + x] = sample(&fu, xs, ys) * gain_x;
-                out.v[y * width + x] = sample(&fv, xs, ys) * gain_y;
-            }
-        }
-        out
+        let xs = (x as f32 + 0.5) * sx - 0.5;
+        let ys = (y as f32 + 0.5) * sy - 0.5;
+        let (u, v) = (
+            sample_slice(&self.u, self.width, self.height, xs, ys),
+            sample_slice(&self.v, self.width, self.height, xs, ys),
+        );
+        (u / sx, v / sy)
     }
 
     /// Flow magnitudes, row by row.
@@ -225,196 +349,382 @@ impl Flow {
     }
 }
 
+/// Bilinear sample of a packed `w x h` plane, coordinates clamped.
+#[inline(always)]
+fn sample_slice(data: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
+    let x = x.clamp(0.0, (w - 1) as f32);
+    let y = y.clamp(0.0, (h - 1) as f32);
+    let (x0, y0) = (x as usize, y as usize);
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let x1 = (x0 + 1).min(w - 1);
+    let y1 = (y0 + 1).min(h - 1);
+    let (r0, r1) = (&data[y0 * w..][..w], &data[y1 * w..][..w]);
+    let a = r0[x0] + (r0[x1] - r0[x0]) * fx;
+    let b = r1[x0] + (r1[x1] - r1[x0]) * fx;
+    a + (b - a) * fy
+}
+
 /// Patch origins along an axis of `len` pixels: every `stride`, plus the last
-/// position `len - patch` so the patches cover the axis.
-fn origins(len: usize, patch: usize, stride: usize) -> Vec<usize> {
-    let last = len - patch;
+/// position `len - PATCH` so the patches cover the axis.
+fn origins(len: usize, stride: usize) -> Vec<usize> {
+    let last = len - PATCH;
     let mut v: Vec<usize> = (0..=last).step_by(stride).collect();
-    if *v.last().expect("len >= patch") != last {
+    if *v.last().expect("len >= PATCH") != last {
         v.push(last);
     }
     v
 }
 
-/// One level's fixed data: the first frame, its gradients, the second frame.
+/// One pyramid level of a frame: the image, its gradients (used when it is
+/// the first frame) and a copy with a replicated border (when it is the
+/// second).
+#[derive(Clone, Debug)]
 struct Level {
-    i0: Image,
-    gx: Image,
-    gy: Image,
-    i1: Image,
+    img: Image,
+    gx: Vec<f32>,
+    gy: Vec<f32>,
+    pad: Vec<f32>,
 }
 
-/// Per-patch precomputation from the first frame (inverse compositional).
+impl Drop for Level {
+    fn drop(&mut self) {
+        for v in [
+            std::mem::take(&mut self.img.data),
+            std::mem::take(&mut self.gx),
+            std::mem::take(&mut self.gy),
+            std::mem::take(&mut self.pad),
+        ] {
+            pool::give(v);
+        }
+    }
+}
+
+impl Level {
+    fn new(img: Image) -> Self {
+        let (gx, gy) = gradients(&img);
+        let (w, h) = (img.width, img.height);
+        let pw = w + 2 * BORDER;
+        let mut pad = pool::take(pw * (h + 2 * BORDER));
+        for py in 0..h + 2 * BORDER {
+            let src = &img.data[py.saturating_sub(BORDER).min(h - 1) * w..][..w];
+            let dst = &mut pad[py * pw..][..pw];
+            dst[..BORDER].fill(src[0]);
+            dst[BORDER..BORDER + w].copy_from_slice(src);
+            dst[BORDER + w..].fill(src[w - 1]);
+        }
+        Self { img, gx, gy, pad }
+    }
+}
+
+/// A frame's image pyramid, built once and used for the flow to and from
+/// its neighbours.
+#[derive(Clone, Debug)]
+pub struct Pyramid {
+    levels: Vec<Level>,
+}
+
+impl Pyramid {
+    /// The pyramid of `img`: halved until the long side is near four patches
+    /// and every level still holds a patch. Images smaller than a patch get
+    /// a single level (and a zero flow).
+    pub fn new(img: Image) -> Self {
+        let (w, h) = (img.width, img.height);
+        if w < PATCH || h < PATCH {
+            return Self {
+                levels: vec![Level {
+                    img,
+                    gx: Vec::new(),
+                    gy: Vec::new(),
+                    pad: Vec::new(),
+                }],
+            };
+        }
+        let mut n = (w.max(h) as f32 / (4 * PATCH) as f32)
+            .log2()
+            .round()
+            .max(0.0) as usize;
+        while n > 0 && (w.min(h) >> n) < PATCH {
+            n -= 1;
+        }
+        let mut levels = Vec::with_capacity(n + 1);
+        let mut cur = img;
+        for _ in 0..n {
+            let next = half(&cur);
+            levels.push(Level::new(cur));
+            cur = next;
+        }
+        levels.push(Level::new(cur));
+        Self { levels }
+    }
+
+    /// The full-size image.
+    pub fn image(&self) -> &Image {
+        &self.levels[0].img
+    }
+}
+
+/// Per-patch data from the first frame (inverse compositional).
+#[derive(Clone, Copy, Debug)]
 struct PatchInfo {
     x: usize,
     y: usize,
     /// Inverse of the mean-normalized Gauss-Newton Hessian.
     inv: [f32; 3],
+    /// Sums of the patch's x and y gradients (for the mean correction).
+    sgx: f32,
+    sgy: f32,
 }
 
-multiversion! {
-    /// Mean-normalized SSD of the patch at `(x, y)` in `i0` against `i1`
-    /// displaced by `(u, v)`, and the Gauss-Newton right-hand side.
-    fn patch_residual(lv: &Level, x: usize, y: usize, p: usize, u: f32, v: f32, grad: bool) -> (f32, f32, f32) {
-        let (w, h) = (lv.i1.width, lv.i1.height);
-        let n = (p * p) as f32;
-        let fx = x as f32 + u;
-        let fy = y as f32 + v;
-        let inside = fx >= 0.0 && fy >= 0.0 && fx + (p as f32) < (w - 1) as f32
-            && fy + (p as f32) < (h - 1) as f32;
-        let mut diff = [0.0f32; 32 * 32];
-        let mut sum = 0.0f32;
-        if inside {
-            let bx = fx.floor();
-            let by = fy.floor();
-            let (ax, ay) = (fx - bx, fy - by);
-            let (bx, by) = (bx as usize, by as usize);
-            let w00 = (1.0 - ax) * (1.0 - ay);
-            let w01 = ax * (1.0 - ay);
-            let w10 = (1.0 - ax) * ay;
-            let w11 = ax * ay;
-            for j in 0..p {
-                let r0 = &lv.i1.data[(by + j) * w + bx..][..p + 1];
-                let r1 = &lv.i1.data[(by + j + 1) * w + bx..][..p + 1];
-                let t = &lv.i0.data[(y + j) * w + x..][..p];
-                let d = &mut diff[j * p..(j + 1) * p];
-                for i in 0..p {
-                    let s = w00 * r0[i] + w01 * r0[i + 1] + w10 * r1[i] + w11 * r1[i + 1];
-                    d[i] = s - t[i];
-                }
-                sum += d.iter().sum::<f32>();
-            }
-        } else {
-            for j in 0..p {
-                for i in 0..p {
-                    let s = sample(&lv.i1, (x + i) as f32 + u, (y + j) as f32 + v);
-                    let d = s - lv.i0.at(x + i, y + j);
-                    diff[j * p + i] = d;
-                    sum += d;
-                }
-            }
-        }
-        let mean = sum / n;
-        let mut ssd = 0.0f32;
-        let (mut bx, mut by) = (0.0f32, 0.0f32);
-        for j in 0..p {
-            let d = &diff[j * p..(j + 1) * p];
-            if grad {
-                let gx = &lv.gx.data[(y + j) * w + x..][..p];
-                let gy = &lv.gy.data[(y + j) * w + x..][..p];
-                for i in 0..p {
-                    let e = d[i] - mean;
-                    ssd += e * e;
-                    bx += gx[i] * e;
-                    by += gy[i] * e;
-                }
-            } else {
-                for &di in d {
-                    let e = di - mean;
-                    ssd += e * e;
-                }
-            }
-        }
-        (ssd, bx, by)
+/// Row `r[..PATCH + 1]` interpolated horizontally at fraction `ax`.
+#[inline(always)]
+fn hrow(r: &[f32], ax: f32) -> [f32; PATCH] {
+    let a: &[f32; PATCH] = r[..PATCH].try_into().expect("patch row");
+    let b: &[f32; PATCH] = r[1..PATCH + 1].try_into().expect("patch row");
+    std::array::from_fn(|i| a[i] + (b[i] - a[i]) * ax)
+}
+
+#[inline(always)]
+fn row(data: &[f32], offset: usize) -> &[f32; PATCH] {
+    data[offset..offset + PATCH].try_into().expect("patch row")
+}
+
+/// Where a patch of the first frame at `(x, y)` displaced by `(u, v)` lands
+/// in the padded second frame: the offset of its top-left sample and the
+/// bilinear fractions. The position is clamped so that the patch keeps at
+/// least one pixel on the frame.
+#[inline(always)]
+fn landing(l1: &Level, x: usize, y: usize, u: f32, v: f32) -> (usize, f32, f32) {
+    let (w, h) = (l1.img.width, l1.img.height);
+    let b = BORDER as f32;
+    let lo = (BORDER + 1 - PATCH) as f32;
+    let fx = (x as f32 + u + b).clamp(lo, (BORDER + w - 1) as f32);
+    let fy = (y as f32 + v + b).clamp(lo, (BORDER + h - 1) as f32);
+    let (bx, by) = (fx as usize, fy as usize);
+    (by * (w + 2 * BORDER) + bx, fx - bx as f32, fy - by as f32)
+}
+
+/// Sums over the patch at `(x, y)` of `d = i1(p + (u, v)) - i0(p)`: `d`,
+/// `d²` and, with `GRAD`, `gx d` and `gy d`. `SIMD`: the AVX2 kernel (only
+/// called where the CPU has AVX2 and FMA).
+#[inline(always)]
+fn patch_sums<const SIMD: bool, const GRAD: bool>(
+    l0: &Level,
+    l1: &Level,
+    x: usize,
+    y: usize,
+    u: f32,
+    v: f32,
+) -> [f32; 4] {
+    let w = l0.img.width;
+    let pw = w + 2 * BORDER;
+    let (o1, ax, ay) = landing(l1, x, y, u, v);
+    let o0 = y * w + x;
+    // The patch lies on the frame and `landing` keeps its reads inside the
+    // border: checked once here, so the kernels index without checks.
+    assert!(x + PATCH <= w && y + PATCH <= l0.img.height);
+    assert!(o1 + PATCH * pw + PATCH < l1.pad.len());
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        // SAFETY: SIMD is only set on CPUs with AVX2 and FMA
+        // (`pyramid_flow`); the bounds are asserted above.
+        return unsafe {
+            avx::patch_sums::<GRAD>(
+                l0.img.data.as_ptr().add(o0),
+                l0.gx.as_ptr().add(o0),
+                l0.gy.as_ptr().add(o0),
+                w,
+                l1.pad.as_ptr().add(o1),
+                pw,
+                ax,
+                ay,
+            )
+        };
     }
+    let mut s1 = [0.0f32; PATCH];
+    let mut s2 = [0.0f32; PATCH];
+    let mut sx = [0.0f32; PATCH];
+    let mut sy = [0.0f32; PATCH];
+    let mut prev = hrow(&l1.pad[o1..], ax);
+    for j in 0..PATCH {
+        let next = hrow(&l1.pad[o1 + (j + 1) * pw..], ax);
+        let t = row(&l0.img.data, o0 + j * w);
+        let gx = row(&l0.gx, o0 + j * w);
+        let gy = row(&l0.gy, o0 + j * w);
+        for i in 0..PATCH {
+            let d = prev[i] + (next[i] - prev[i]) * ay - t[i];
+            s1[i] += d;
+            s2[i] += d * d;
+            if GRAD {
+                sx[i] += gx[i] * d;
+                sy[i] += gy[i] * d;
+            }
+        }
+        prev = next;
+    }
+    [hsum(s1), hsum(s2), hsum(sx), hsum(sy)]
+}
+
+/// Sum of a patch row, as a tree (the order a vector reduction takes).
+#[inline(always)]
+fn hsum(a: [f32; PATCH]) -> f32 {
+    let b: [f32; 4] = std::array::from_fn(|i| a[i] + a[i + 4]);
+    (b[0] + b[2]) + (b[1] + b[3])
+}
+
+const N: f32 = (PATCH * PATCH) as f32;
+
+/// Mean-normalized SSD of the patch displaced by `(u, v)`.
+#[inline(always)]
+fn patch_ssd<const SIMD: bool>(l0: &Level, l1: &Level, x: usize, y: usize, u: f32, v: f32) -> f32 {
+    let [s1, s2, _, _] = patch_sums::<SIMD, false>(l0, l1, x, y, u, v);
+    s2 - s1 * s1 / N
 }
 
 impl PatchInfo {
-    fn new(lv: &Level, x: usize, y: usize, p: usize) -> Self {
-        let w = lv.i0.width;
-        let (mut xx, mut xy, mut yy, mut sgx, mut sgy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for j in 0..p {
-            let gx = &lv.gx.data[(y + j) * w + x..][..p];
-            let gy = &lv.gy.data[(y + j) * w + x..][..p];
-            for i in 0..p {
-                xx += gx[i] * gx[i];
-                xy += gx[i] * gy[i];
-                yy += gy[i] * gy[i];
-                sgx += gx[i];
-                sgy += gy[i];
+    #[inline(always)]
+    fn new<const SIMD: bool>(l0: &Level, x: usize, y: usize) -> Self {
+        let w = l0.img.width;
+        assert!(x + PATCH <= w && y + PATCH <= l0.img.height);
+        #[cfg(target_arch = "x86_64")]
+        if SIMD {
+            let o = y * w + x;
+            // SAFETY: SIMD only with AVX2 and FMA; the patch is on the frame
+            // (asserted above).
+            let t = unsafe { avx::structure(l0.gx.as_ptr().add(o), l0.gy.as_ptr().add(o), w) };
+            return Self::from_sums(x, y, t);
+        }
+        let mut xx = [0.0f32; PATCH];
+        let mut xy = [0.0f32; PATCH];
+        let mut yy = [0.0f32; PATCH];
+        let mut sx = [0.0f32; PATCH];
+        let mut sy = [0.0f32; PATCH];
+        for j in 0..PATCH {
+            let gx = row(&l0.gx, (y + j) * w + x);
+            let gy = row(&l0.gy, (y + j) * w + x);
+            for i in 0..PATCH {
+                xx[i] += gx[i] * gx[i];
+                xy[i] += gx[i] * gy[i];
+                yy[i] += gy[i] * gy[i];
+                sx[i] += gx[i];
+                sy[i] += gy[i];
             }
         }
-        let n = (p * p) as f32;
+        Self::from_sums(x, y, [hsum(xx), hsum(xy), hsum(yy), hsum(sx), hsum(sy)])
+    }
+
+    /// From the sums of `gx²`, `gx gy`, `gy²`, `gx` and `gy` over the patch.
+    #[inline(always)]
+    fn from_sums(x: usize, y: usize, [xx, xy, yy, sgx, sgy]: [f32; 5]) -> Self {
         // Mean normalization removes the mean gradient from the Jacobian;
         // a small ridge keeps flat patches (zero Hessian) well posed.
-        let ridge = 1e-2 * n;
-        let a = xx - sgx * sgx / n + ridge;
-        let b = xy - sgx * sgy / n;
-        let c = yy - sgy * sgy / n + ridge;
+        let ridge = 1e-2 * N;
+        let a = xx - sgx * sgx / N + ridge;
+        let b = xy - sgx * sgy / N;
+        let c = yy - sgy * sgy / N + ridge;
         let det = a * c - b * b;
         Self {
             x,
             y,
             inv: [c / det, -b / det, a / det],
+            sgx,
+            sgy,
         }
     }
 
-    /// Gauss-Newton from `(u, v)`; the best flow seen and its SSD.
-    fn descend(
+    /// Gauss-Newton from `(u, v)`, whose patch sums (with gradients) are
+    /// `sums`; the best flow seen.
+    #[inline(always)]
+    fn descend<const SIMD: bool>(
         &self,
-        lv: &Level,
-        p: usize,
+        l0: &Level,
+        l1: &Level,
         iters: usize,
         u: f32,
         v: f32,
-        ssd0: f32,
-    ) -> (f32, f32, f32) {
+        sums: [f32; 4],
+    ) -> (f32, f32) {
         let (mut u, mut v) = (u, v);
-        let (mut best_u, mut best_v, mut best) = (u, v, ssd0);
+        let [s1, s2, _, _] = sums;
+        let (mut best_u, mut best_v, mut best) = (u, v, s2 - s1 * s1 / N);
+        let mut sums = sums;
         for it in 0..iters {
-            let (ssd, bx, by) = patch_residual(lv, self.x, self.y, p, u, v, true);
-            if it > 0 && ssd < best {
-                best = ssd;
-                best_u = u;
-                best_v = v;
+            if it > 0 {
+                sums = patch_sums::<SIMD, true>(l0, l1, self.x, self.y, u, v);
+                let [s1, s2, _, _] = sums;
+                let ssd = s2 - s1 * s1 / N;
+                if ssd < best {
+                    (best_u, best_v, best) = (u, v, ssd);
+                }
             }
-            // The residual already has its mean removed, so the gradient
-            // sums need no correction here: sum(g * (d - m)) is what it is.
+            let [s1, _, gd, hd] = sums;
+            // Gradient of the mean-normalized residual: sum(g (d - mean d)).
+            let bx = gd - s1 * self.sgx / N;
+            let by = hd - s1 * self.sgy / N;
             let du = self.inv[0] * bx + self.inv[1] * by;
             let dv = self.inv[1] * bx + self.inv[2] * by;
             u -= du;
             v -= dv;
             if du * du + dv * dv < 1e-4 {
-                break;
+                // Converged: the last step is too small to change the SSD
+                // ranking, so it is taken without another evaluation.
+                return (u, v);
             }
         }
-        let (ssd, _, _) = patch_residual(lv, self.x, self.y, p, u, v, false);
-        if ssd < best {
-            (u, v, ssd)
+        if patch_ssd::<SIMD>(l0, l1, self.x, self.y, u, v) < best {
+            (u, v)
         } else {
-            (best_u, best_v, best)
+            (best_u, best_v)
         }
     }
 }
 
-/// One level of DIS: patch search seeded by `init`, then densification.
-fn level_flow(lv: &Level, init: &Flow, prm: &FlowParams) -> Flow {
-    let (w, h) = (lv.i0.width, lv.i0.height);
-    let p = prm.patch;
-    let xs = origins(w, p, prm.stride);
-    let ys = origins(h, p, prm.stride);
+/// One level of DIS: patch search seeded by the coarser level's dense flow
+/// `init` (none on the coarsest level), then densification.
+#[inline(always)]
+fn level_flow<const SIMD: bool>(
+    l0: &Level,
+    l1: &Level,
+    init: Option<&Flow>,
+    stride: usize,
+    iterations: usize,
+    finest: bool,
+) -> Flow {
+    let (w, h) = (l0.img.width, l0.img.height);
+    let xs = origins(w, stride);
+    let ys = origins(h, stride);
     let (nx, ny) = (xs.len(), ys.len());
-    let infos: Vec<PatchInfo> = ys
-        .iter()
-        .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
-        .map(|(x, y)| PatchInfo::new(lv, x, y, p))
-        .collect();
-    let centre = |info: &PatchInfo| (info.y + p / 2) * w + info.x + p / 2;
-    let mut pu: Vec<f32> = infos.iter().map(|i| init.u[centre(i)]).collect();
-    let mut pv: Vec<f32> = infos.iter().map(|i| init.v[centre(i)]).collect();
-    let max_move = p as f32;
-    for sweep in 0..2 {
+    let mut infos = Vec::with_capacity(nx * ny);
+    for &y in &ys {
+        for &x in &xs {
+            infos.push(PatchInfo::new::<SIMD>(l0, x, y));
+        }
+    }
+    let mut pu = vec![0.0f32; infos.len()];
+    let mut pv = vec![0.0f32; infos.len()];
+    if let Some(init) = init {
+        for (k, info) in infos.iter().enumerate() {
+            let c = PATCH / 2;
+            (pu[k], pv[k]) = init.sample_scaled(info.x + c, info.y + c, w, h);
+        }
+    }
+    let max_move = PATCH as f32;
+    // The finest level starts from a good guess: one forward sweep.
+    let sweeps = if finest { 1 } else { 2 };
+    for sweep in 0..sweeps {
         let forward = sweep == 0;
         let iters = if forward {
-            prm.iterations
+            iterations
         } else {
-            prm.iterations.div_ceil(2)
+            iterations.div_ceil(2)
         };
         for k in 0..infos.len() {
             let idx = if forward { k } else { infos.len() - 1 - k };
             let (ix, iy) = (idx % nx, idx / nx);
             let info = &infos[idx];
-            let mut cand = vec![(pu[idx], pv[idx])];
+            let (mut su, mut sv) = (pu[idx], pv[idx]);
+            let own = patch_sums::<SIMD, true>(l0, l1, info.x, info.y, su, sv);
+            let mut sc = own[1] - own[0] * own[0] / N;
+            let mut moved = false;
             let neighbours = if forward {
                 [(ix > 0).then(|| idx - 1), (iy > 0).then(|| idx - nx)]
             } else {
@@ -423,15 +733,23 @@ fn level_flow(lv: &Level, init: &Flow, prm: &FlowParams) -> Flow {
                     (iy + 1 < ny).then(|| idx + nx),
                 ]
             };
-            cand.extend(neighbours.into_iter().flatten().map(|n| (pu[n], pv[n])));
-            let (mut su, mut sv, mut sc) = (pu[idx], pv[idx], f32::INFINITY);
-            for (cu, cv) in cand {
-                let (c, _, _) = patch_residual(lv, info.x, info.y, p, cu, cv, false);
+            for n in neighbours.into_iter().flatten() {
+                let (cu, cv) = (pu[n], pv[n]);
+                // A neighbour with (nearly) the same flow is no new guess.
+                if (cu - su).abs() + (cv - sv).abs() < 1e-2 {
+                    continue;
+                }
+                let c = patch_ssd::<SIMD>(l0, l1, info.x, info.y, cu, cv);
                 if c < sc {
-                    (su, sv, sc) = (cu, cv, c);
+                    (su, sv, sc, moved) = (cu, cv, c, true);
                 }
             }
-            let (u, v, _) = info.descend(lv, p, iters, su, sv, sc);
+            let sums = if moved {
+                patch_sums::<SIMD, true>(l0, l1, info.x, info.y, su, sv)
+            } else {
+                own
+            };
+            let (u, v) = info.descend::<SIMD>(l0, l1, iters, su, sv, sums);
             // A patch that wandered further than its own size from where it
             // started has most likely locked onto something else.
             let (u, v) = if (u - su).abs() > max_move || (v - sv).abs() > max_move {
@@ -443,76 +761,277 @@ fn level_flow(lv: &Level, init: &Flow, prm: &FlowParams) -> Flow {
             pv[idx] = v;
         }
     }
-    densify(lv, &infos, &pu, &pv, p)
+    densify::<SIMD>(l0, l1, &infos, &pu, &pv)
 }
 
-multiversion! {
-    fn densify(lv: &Level, infos: &[PatchInfo], pu: &[f32], pv: &[f32], p: usize) -> Flow {
-        let (w, h) = (lv.i0.width, lv.i0.height);
-        let mut acc_u = vec![0.0f32; w * h];
-        let mut acc_v = vec![0.0f32; w * h];
-        let mut acc_w = vec![0.0f32; w * h];
-        for (k, info) in infos.iter().enumerate() {
-            let (u, v) = (pu[k], pv[k]);
-            for j in 0..p {
-                let y = info.y + j;
-                for i in 0..p {
-                    let x = info.x + i;
-                    let d = sample(&lv.i1, x as f32 + u, y as f32 + v) - lv.i0.at(x, y);
-                    let wt = 1.0 / d.abs().max(1.0);
-                    let o = y * w + x;
-                    acc_u[o] += wt * u;
-                    acc_v[o] += wt * v;
-                    acc_w[o] += wt;
-                }
+/// Dense flow from patch flows: each pixel averages the patches covering it,
+/// weighted by `1 / max(1, |i1(x + f) - i0(x)|)`.
+#[inline(always)]
+fn densify<const SIMD: bool>(
+    l0: &Level,
+    l1: &Level,
+    infos: &[PatchInfo],
+    pu: &[f32],
+    pv: &[f32],
+) -> Flow {
+    let (w, h) = (l0.img.width, l0.img.height);
+    let pw = w + 2 * BORDER;
+    let mut acc_u = pool::zeros(w * h);
+    let mut acc_v = pool::zeros(w * h);
+    let mut acc_w = pool::zeros(w * h);
+    for (k, info) in infos.iter().enumerate() {
+        let (u, v) = (pu[k], pv[k]);
+        let (o1, ax, ay) = landing(l1, info.x, info.y, u, v);
+        let o0 = info.y * w + info.x;
+        assert!(info.x + PATCH <= w && info.y + PATCH <= h);
+        assert!(o1 + PATCH * pw + PATCH < l1.pad.len());
+        #[cfg(target_arch = "x86_64")]
+        if SIMD {
+            // SAFETY: as in `patch_sums`; the accumulators have the
+            // first frame's shape, so the patch's rows are inside them.
+            unsafe {
+                avx::densify_patch(
+                    l0.img.data.as_ptr().add(o0),
+                    w,
+                    l1.pad.as_ptr().add(o1),
+                    pw,
+                    [ax, ay, u, v],
+                    [
+                        acc_u.as_mut_ptr().add(o0),
+                        acc_v.as_mut_ptr().add(o0),
+                        acc_w.as_mut_ptr().add(o0),
+                    ],
+                )
+            };
+            continue;
+        }
+        let mut prev = hrow(&l1.pad[o1..], ax);
+        for j in 0..PATCH {
+            let next = hrow(&l1.pad[o1 + (j + 1) * pw..], ax);
+            let t = row(&l0.img.data, o0 + j * w);
+            let o = o0 + j * w;
+            let au: &mut [f32; PATCH] = (&mut acc_u[o..o + PATCH]).try_into().expect("row");
+            let av: &mut [f32; PATCH] = (&mut acc_v[o..o + PATCH]).try_into().expect("row");
+            let aw: &mut [f32; PATCH] = (&mut acc_w[o..o + PATCH]).try_into().expect("row");
+            for i in 0..PATCH {
+                let d = prev[i] + (next[i] - prev[i]) * ay - t[i];
+                let wt = 1.0 / d.abs().max(1.0);
+                au[i] += wt * u;
+                av[i] += wt * v;
+                aw[i] += wt;
+            }
+            prev = next;
+        }
+    }
+    for ((u, v), wt) in acc_u.iter_mut().zip(acc_v.iter_mut()).zip(&acc_w) {
+        let r = 1.0 / wt.max(1e-6);
+        *u *= r;
+        *v *= r;
+    }
+    pool::give(acc_w);
+    Flow {
+        width: w,
+        height: h,
+        u: acc_u,
+        v: acc_v,
+    }
+}
+
+/// Dense flow from the frame of `p0` to the frame of `p1` (same shape): for
+/// each pixel `x`, `i1(x + flow(x)) ≈ i0(x)`. Frames smaller than a patch get
+/// a zero flow. Runs the AVX2 kernels when the CPU has AVX2 and FMA and
+/// `REELBENCH_KERNEL_ISA` allows them.
+pub fn pyramid_flow(p0: &Pyramid, p1: &Pyramid, prm: &FlowParams) -> Flow {
+    #[cfg(target_arch = "x86_64")]
+    if super::dispatch::isa() >= super::dispatch::Isa::Avx2 && std::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { avx::pyramid_flow(p0, p1, prm) };
+    }
+    pyramid_flow_with::<false>(p0, p1, prm)
+}
+
+#[inline(always)]
+fn pyramid_flow_with<const SIMD: bool>(p0: &Pyramid, p1: &Pyramid, prm: &FlowParams) -> Flow {
+    let (w, h) = (p0.image().width, p0.image().height);
+    assert_eq!(
+        (w, h),
+        (p1.image().width, p1.image().height),
+        "frames of one shape"
+    );
+    if w < PATCH || h < PATCH {
+        return Flow::zeros(w, h);
+    }
+    let mut flow: Option<Flow> = None;
+    for l in (0..p0.levels.len()).rev() {
+        let (stride, iters) = if l == 0 {
+            (prm.finest_stride, prm.finest_iterations)
+        } else {
+            (prm.stride, prm.iterations)
+        };
+        flow = Some(level_flow::<SIMD>(
+            &p0.levels[l],
+            &p1.levels[l],
+            flow.as_ref(),
+            stride.max(1),
+            iters,
+            l == 0,
+        ));
+    }
+    flow.expect("at least one level")
+}
+
+/// The patch kernels with AVX2 and FMA: one patch row is one `__m256`.
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use super::{Flow, FlowParams, Pyramid, PATCH};
+    use std::arch::x86_64::*;
+
+    /// The whole flow compiled with AVX2 and FMA, so the kernels inline.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn pyramid_flow(p0: &Pyramid, p1: &Pyramid, prm: &FlowParams) -> Flow {
+        super::pyramid_flow_with::<true>(p0, p1, prm)
+    }
+
+    /// Row `r[..9]` interpolated horizontally at fraction `ax`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hrow(r: *const f32, ax: __m256) -> __m256 {
+        let a = _mm256_loadu_ps(r);
+        let b = _mm256_loadu_ps(r.add(1));
+        _mm256_fmadd_ps(_mm256_sub_ps(b, a), ax, a)
+    }
+
+    /// `d = i1(p + f) - i0(p)` for row `j` of the patch; `prev` is the
+    /// horizontally interpolated row `j` of `i1` and is advanced to `j + 1`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn diff_row(
+        t: *const f32,
+        r: *const f32,
+        pw: usize,
+        j: usize,
+        ax: __m256,
+        ay: __m256,
+        prev: &mut __m256,
+    ) -> __m256 {
+        let next = hrow(r.add((j + 1) * pw), ax);
+        let s = _mm256_fmadd_ps(_mm256_sub_ps(next, *prev), ay, *prev);
+        *prev = next;
+        _mm256_sub_ps(s, _mm256_loadu_ps(t))
+    }
+
+    /// See `super::patch_sums`. `t`, `gx`, `gy`: the patch's top-left in
+    /// the first frame's planes (row stride `w`); `r`: the landing's
+    /// top-left in the padded second frame (row stride `pw`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `PATCH` rows of `PATCH` values readable from `t`, `gx`,
+    /// `gy`, and `PATCH + 1` rows of `PATCH + 1` values from `r`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn patch_sums<const GRAD: bool>(
+        t: *const f32,
+        gx: *const f32,
+        gy: *const f32,
+        w: usize,
+        r: *const f32,
+        pw: usize,
+        ax: f32,
+        ay: f32,
+    ) -> [f32; 4] {
+        let (ax, ay) = (_mm256_set1_ps(ax), _mm256_set1_ps(ay));
+        let mut prev = hrow(r, ax);
+        let mut s1 = _mm256_setzero_ps();
+        let mut s2 = _mm256_setzero_ps();
+        let mut sx = _mm256_setzero_ps();
+        let mut sy = _mm256_setzero_ps();
+        for j in 0..PATCH {
+            let d = diff_row(t.add(j * w), r, pw, j, ax, ay, &mut prev);
+            s1 = _mm256_add_ps(s1, d);
+            s2 = _mm256_fmadd_ps(d, d, s2);
+            if GRAD {
+                sx = _mm256_fmadd_ps(_mm256_loadu_ps(gx.add(j * w)), d, sx);
+                sy = _mm256_fmadd_ps(_mm256_loadu_ps(gy.add(j * w)), d, sy);
             }
         }
-        for ((u, v), wt) in acc_u.iter_mut().zip(acc_v.iter_mut()).zip(&acc_w) {
-            let r = 1.0 / wt.max(1e-6);
-            *u *= r;
-            *v *= r;
+        // [s1, s2, sx, sy] of the low and the high half, then added.
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(s1, s2), _mm256_hadd_ps(sx, sy));
+        let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        let mut out = [0.0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), q);
+        out
+    }
+
+    /// Sums over a patch of `gx²`, `gx gy`, `gy²`, `gx`, `gy` (row stride `w`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `PATCH` rows of `PATCH` values readable from `gx`, `gy`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn structure(gx: *const f32, gy: *const f32, w: usize) -> [f32; 5] {
+        let mut xx = _mm256_setzero_ps();
+        let mut xy = _mm256_setzero_ps();
+        let mut yy = _mm256_setzero_ps();
+        let mut sx = _mm256_setzero_ps();
+        let mut sy = _mm256_setzero_ps();
+        for j in 0..PATCH {
+            let a = _mm256_loadu_ps(gx.add(j * w));
+            let b = _mm256_loadu_ps(gy.add(j * w));
+            xx = _mm256_fmadd_ps(a, a, xx);
+            xy = _mm256_fmadd_ps(a, b, xy);
+            yy = _mm256_fmadd_ps(b, b, yy);
+            sx = _mm256_add_ps(sx, a);
+            sy = _mm256_add_ps(sy, b);
         }
-        Flow { width: w, height: h, u: acc_u, v: acc_v }
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(xx, xy), _mm256_hadd_ps(yy, sx));
+        let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        let mut out = [0.0f32; 5];
+        _mm_storeu_ps(out.as_mut_ptr(), q);
+        let m = _mm_add_ps(_mm256_castps256_ps128(sy), _mm256_extractf128_ps::<1>(sy));
+        let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+        out[4] = _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+        out
+    }
+
+    /// See `super::densify`: adds the patch's weighted flow `(u, v)` and
+    /// weights into `acc = [u, v, weight]` (row stride `w`, at the patch's
+    /// top-left).
+    ///
+    /// # Safety
+    /// As `patch_sums`, and `PATCH` rows of `PATCH` values writable at each
+    /// of `acc`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn densify_patch(
+        t: *const f32,
+        w: usize,
+        r: *const f32,
+        pw: usize,
+        [ax, ay, u, v]: [f32; 4],
+        [au, av, aw]: [*mut f32; 3],
+    ) {
+        let (ax, ay) = (_mm256_set1_ps(ax), _mm256_set1_ps(ay));
+        let (u, v) = (_mm256_set1_ps(u), _mm256_set1_ps(v));
+        let one = _mm256_set1_ps(1.0);
+        let sign = _mm256_set1_ps(-0.0);
+        let mut prev = hrow(r, ax);
+        for j in 0..PATCH {
+            let d = diff_row(t.add(j * w), r, pw, j, ax, ay, &mut prev);
+            let wt = _mm256_div_ps(one, _mm256_max_ps(_mm256_andnot_ps(sign, d), one));
+            let (pu, pv, pw_) = (au.add(j * w), av.add(j * w), aw.add(j * w));
+            _mm256_storeu_ps(pu, _mm256_fmadd_ps(wt, u, _mm256_loadu_ps(pu)));
+            _mm256_storeu_ps(pv, _mm256_fmadd_ps(wt, v, _mm256_loadu_ps(pv)));
+            _mm256_storeu_ps(pw_, _mm256_add_ps(wt, _mm256_loadu_ps(pw_)));
+        }
     }
 }
 
 /// Dense flow from `i0` to `i1` (same shape): for each pixel `x` of `i0`,
 /// `i1(x + flow(x)) ≈ i0(x)`. Images smaller than a patch get a zero flow.
 pub fn dense_flow(i0: &Image, i1: &Image, prm: &FlowParams) -> Flow {
-    let (w, h) = (i0.width, i0.height);
-    let p = prm.patch;
-    assert!((2..=32).contains(&p), "patch side must be within 2..32");
-    if w < p || h < p {
-        return Flow::zeros(w, h);
-    }
-    // Coarsest level: long side near 4 patches, every level at least a patch.
-    let mut levels = (w.max(h) as f32 / (4 * p) as f32).log2().round().max(0.0) as usize;
-    while levels > 0 && (w.min(h) >> levels) < p {
-        levels -= 1;
-    }
-    let mut pyr0 = vec![i0.clone()];
-    let mut pyr1 = vec![i1.clone()];
-    for l in 0..levels {
-        pyr0.push(half(&pyr0[l]));
-        pyr1.push(half(&pyr1[l]));
-    }
-    let top = &pyr0[levels];
-    let mut flow = Flow::zeros(top.width, top.height);
-    for l in (0..=levels).rev() {
-        let i0l = pyr0[l].clone();
-        let (gx, gy) = gradients(&i0l);
-        let lv = Level {
-            i0: i0l,
-            gx,
-            gy,
-            i1: pyr1[l].clone(),
-        };
-        if flow.width != lv.i0.width || flow.height != lv.i0.height {
-            flow = flow.upscale(lv.i0.width, lv.i0.height);
-        }
-        flow = level_flow(&lv, &flow, prm);
-    }
-    flow
+    pyramid_flow(&Pyramid::new(i0.clone()), &Pyramid::new(i1.clone()), prm)
 }
 
 /// Photometric error and forward-backward consistency of a flow pair.
@@ -560,5 +1079,69 @@ pub fn warp_check(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> WarpCheck {
     WarpCheck {
         warp_error: if n == 0 { f64::NAN } else { sum / n as f64 },
         consistent: n as f64 / (w * h) as f64,
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+
+    fn noise(w: usize, h: usize, seed: usize) -> Image {
+        let mut img = Image::zeros(w, h);
+        for (i, v) in img.data.iter_mut().enumerate() {
+            *v = ((i * seed % 101) as f32) * 2.5;
+        }
+        img
+    }
+
+    /// The AVX2 kernels compute what the portable ones do (up to rounding),
+    /// also where the landing is clamped at the border.
+    #[test]
+    fn simd_and_portable_kernels_agree() {
+        #[cfg(target_arch = "x86_64")]
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let (l0, l1) = (Level::new(noise(40, 30, 37)), Level::new(noise(40, 30, 53)));
+        let at = [
+            (0, 0, 0.0, 0.0),
+            (5, 7, 1.3, -0.7),
+            (32, 22, -3.2, 2.6),
+            (3, 2, -30.0, 50.0),
+        ];
+        for (x, y, u, v) in at {
+            let a = patch_sums::<false, true>(&l0, &l1, x, y, u, v);
+            let b = patch_sums::<true, true>(&l0, &l1, x, y, u, v);
+            for k in 0..4 {
+                assert!(
+                    (a[k] - b[k]).abs() <= 1e-3 * a[k].abs().max(1.0),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        for &(x, y, _, _) in &at {
+            let (a, b) = (
+                PatchInfo::new::<false>(&l0, x, y),
+                PatchInfo::new::<true>(&l0, x, y),
+            );
+            for k in 0..3 {
+                assert!((a.inv[k] - b.inv[k]).abs() <= 1e-4 * a.inv[k].abs().max(1e-3));
+            }
+            assert!((a.sgx - b.sgx).abs() < 1e-2 && (a.sgy - b.sgy).abs() < 1e-2);
+        }
+        let infos: Vec<PatchInfo> = at
+            .iter()
+            .map(|&(x, y, _, _)| PatchInfo::new::<false>(&l0, x, y))
+            .collect();
+        let pu: Vec<f32> = at.iter().map(|a| a.2).collect();
+        let pv: Vec<f32> = at.iter().map(|a| a.3).collect();
+        let a = densify::<false>(&l0, &l1, &infos, &pu, &pv);
+        let b = densify::<true>(&l0, &l1, &infos, &pu, &pv);
+        for i in 0..a.u.len() {
+            assert!(
+                (a.u[i] - b.u[i]).abs() < 1e-4 && (a.v[i] - b.v[i]).abs() < 1e-4,
+                "pixel {i}"
+            );
+        }
     }
 }
