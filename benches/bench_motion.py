@@ -26,7 +26,7 @@ Every group pairs the native candidate with its baselines in the same run
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,23 @@ def test_flow_per_pair(
     benchmark.extra_info["ms_per_pair"] = benchmark.stats.stats.median * 1000 / PAIRS
 
 
+def _encode_gray(path: Path, lumas: Iterable[np.ndarray]) -> None:
+    """Encode 8-bit gray frames as H.264 yuv420p at 24 fps (CRF 20, veryfast)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        stream.time_base = Fraction(1, 24)
+        for i, y in enumerate(lumas):
+            if i == 0:
+                stream.height, stream.width = y.shape
+            rgb = np.repeat(np.ascontiguousarray(y)[..., None], 3, axis=2)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
 @pytest.fixture(scope="module")
 def pan_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An H.264 640x360 pan over smooth noise with a moving bright disc, yuv420p."""
@@ -135,19 +152,13 @@ def pan_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     scene = ndimage.gaussian_filter(rng.uniform(0, 255, (360, 640 + 3 * SITI_FRAMES)), 1.5)
     scene = np.clip((scene - scene.mean()) * 4 + 128, 0, 255)
     yy, xx = np.mgrid[0:360, 0:640]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        stream.time_base = Fraction(1, 24)
-        for i in range(SITI_FRAMES):
-            y = scene[:, 3 * i : 3 * i + 640].copy()
-            y[(xx - 100 - 4 * i) ** 2 + (yy - 180) ** 2 < 40**2] = 235
-            rgb = np.repeat(y.astype(np.uint8)[..., None], 3, axis=2)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+
+    def luma(i: int) -> np.ndarray:
+        y = scene[:, 3 * i : 3 * i + 640].copy()
+        y[(xx - 100 - 4 * i) ** 2 + (yy - 180) ** 2 < 40**2] = 235
+        return y.astype(np.uint8)
+
+    _encode_gray(path, (luma(i) for i in range(SITI_FRAMES)))
     yield path
     path.unlink()
 
@@ -201,17 +212,7 @@ def hd_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     rng = np.random.default_rng(5)
     scene = ndimage.gaussian_filter(rng.uniform(0, 255, (720, 1280 + 6 * HD_FRAMES)), 2.0)
     scene = np.clip((scene - scene.mean()) * 4 + 128, 0, 255).astype(np.uint8)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        stream.time_base = Fraction(1, 24)
-        for i in range(HD_FRAMES):
-            y = np.ascontiguousarray(scene[:, 6 * i : 6 * i + 1280])
-            frame = av.VideoFrame.from_ndarray(np.repeat(y[..., None], 3, axis=2), format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    _encode_gray(path, (scene[:, 6 * i : 6 * i + 1280] for i in range(HD_FRAMES)))
     yield path
     path.unlink()
 

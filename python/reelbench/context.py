@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from reelbench.db.item_files import item_file
 from reelbench.db.models import Experiment, Item, Run, Variant
+from reelbench.providers.base import GenerationRequest
 from reelbench.providers.pricing import Price
 from reelbench.spec import BudgetSpec, MetricsSettings, PriceSpec, RetryPolicy
 from reelbench.storage import artifact_root_of
@@ -125,6 +126,23 @@ class RunContext:
     def seed(self) -> int:
         """The run's seed (explicit ``params.seed`` or derived from the keys)."""
         return int(self.gen_input["seed"])
+
+    def request(self) -> GenerationRequest:
+        """What the run asks its provider for (the provider-call cache hashes this)."""
+        gen = self.gen_input
+        image = gen.get("image")
+        return GenerationRequest(
+            provider=self.provider,
+            model=self.model,
+            params=dict(self.params),
+            prompt=str(gen.get("prompt", "")),
+            seed=int(gen["seed"]),
+            item_id=self.item_key,
+            image=str(image) if image else None,
+            attempt=self.attempt,
+            stop=self.stop,
+            workdir=str(self.spec_dir) if self.spec_dir else None,
+        )
 
 
 @runtime_checkable

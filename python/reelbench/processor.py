@@ -77,7 +77,7 @@ from reelbench.errors import LeaseLost, TerminalError
 from reelbench.identity import sha256_file
 from reelbench.metric_plugins import MeasuringSink, PluginRun, PluginRunner
 from reelbench.metrics import METRICS_VERSION, FrameMetrics
-from reelbench.providers import GenerationRequest, get_provider
+from reelbench.providers import get_provider
 from reelbench.storage import ArtifactStore, StoredFile, open_store
 from reelbench.video.normalize import FrameSink, NormalizeResult, UnusableVideo, normalize_video
 
@@ -475,18 +475,7 @@ class RunProcessor:
                 raise TerminalError(
                     f"run {ctx.run_id}: the item's input image {image} is missing"
                 ) from exc
-        request = GenerationRequest(
-            provider=ctx.provider,
-            model=ctx.model,
-            params=dict(ctx.params),
-            prompt=str(gen.get("prompt", "")),
-            seed=int(gen["seed"]),
-            item_id=ctx.item_key,
-            image=str(image) if image else None,
-            attempt=ctx.attempt,
-            stop=ctx.stop,
-            workdir=str(ctx.spec_dir) if ctx.spec_dir else None,
-        )
+        request = ctx.request()
         cache = ProviderCallCache(store, self.policy)
         return cache.obtain(
             session,

@@ -11,7 +11,7 @@ A run is a *clean hit* when everything it would produce already exists:
 
 Such a run costs no provider call, no decode and nothing that fleet limits
 or budgets count (the normal path returns a cache hit before any admission),
-so there is nothing left to do but write its rows. :func:`resolve_cache_hits`
+so there is nothing left to do but write its rows. :class:`HitBatcher`
 reads a batch of queued runs, keeps the clean hits (files checked outside any
 transaction, as the normal path does) and then, in **one** transaction, takes
 those still queued at the attempt that was read (on PostgreSQL with ``FOR
@@ -54,10 +54,10 @@ from reelbench.db.models import (
 )
 from reelbench.db.retry import retry_db
 from reelbench.derived import CANONICAL, canonical_key
-from reelbench.providers import GenerationRequest, get_provider
+from reelbench.providers import get_provider
 from reelbench.storage import open_store
 
-__all__ = ["HitBatcher", "HitScope", "resolve_cache_hits"]
+__all__ = ["HitBatcher", "HitScope"]
 
 _RUNS = cast(Table, Run.__table__)
 _ATTEMPTS = cast(Table, RunAttempt.__table__)
@@ -142,15 +142,17 @@ class HitBatcher:
                 return contexts
 
             contexts = retry_db("reading queued runs", read, session=session)
-            looked_at = len(contexts)
-            wanted = []
-            for ctx in contexts:
-                found = self._request_key(ctx) if _may_hit(ctx) else None
-                if found is not None:
-                    wanted.append((ctx, found))
-            if not wanted:
-                return [], looked_at
-            calls = _read_calls(session, sorted({key[0] for _, key in wanted}))
+        looked_at = len(contexts)
+        wanted = []
+        for ctx in contexts:
+            found = self._request_key(ctx) if _may_hit(ctx) else None
+            if found is not None:
+                wanted.append((ctx, found))
+        if not wanted:
+            return [], looked_at
+        calls = _read_by_key(
+            sessions, _READ_CALLS, sorted({key[0] for _, key in wanted}), "provider calls"
+        )
         store = open_store(scope.artifact_root)
         checked: dict[tuple[str, str], bool] = {}
 
@@ -178,7 +180,9 @@ class HitBatcher:
             staged.append((ctx, call, key, reference))
         if not staged:
             return [], looked_at
-        derived = _read_derived(sessions, sorted({key for _, _, key, _ in staged}))
+        derived = _read_by_key(
+            sessions, _READ_DERIVED, sorted({key for _, _, key, _ in staged}), "reusable outputs"
+        )
         hits = []
         for ctx, call, key, reference in staged:
             made = derived.get(key)
@@ -223,24 +227,7 @@ class HitBatcher:
                 reference = (path.resolve().as_uri(), sha, size)
         except OSError:
             return None  # a missing input is the normal path's error to report
-        request = GenerationRequest(
-            provider=ctx.provider,
-            model=ctx.model,
-            params=dict(ctx.params),
-            prompt=str(gen.get("prompt", "")),
-            seed=int(gen["seed"]),
-            item_id=ctx.item_key,
-            image=str(image) if image else None,
-            attempt=ctx.attempt,
-        )
-        return request_hash(request_record(request, image_sha)), reference
-
-
-def resolve_cache_hits(
-    sessions: sessionmaker[Session], scope: HitScope, hashes: Any, limit: int = BATCH
-) -> list[RunContext]:
-    """One batch without kept state (see :class:`HitBatcher`)."""
-    return HitBatcher(hashes).resolve(sessions, scope, limit)
+        return request_hash(request_record(ctx.request(), image_sha)), reference
 
 
 def _may_hit(ctx: RunContext) -> bool:
@@ -249,23 +236,25 @@ def _may_hit(ctx: RunContext) -> bool:
     return ctx.use_cache and ctx.task is None and not ctx.metric_plugins
 
 
-def _due(session: Session) -> Any:
+def _claimable(session: Session) -> Any:
+    """Queued, due, a generation (not a remeasure) and never past its allowed attempts."""
     if session.get_bind().dialect.name == "postgresql":
         now: Any = func.now()
     else:
         now = literal(datetime.now(UTC), UTCDateTime())
-    return (_RUNS.c.status == QUEUED) & (_RUNS.c.not_before.is_(None) | (_RUNS.c.not_before <= now))
+    return (
+        (_RUNS.c.status == QUEUED)
+        & (_RUNS.c.not_before.is_(None) | (_RUNS.c.not_before <= now))
+        & _RUNS.c.task.is_(None)
+        # A hand-back grows max_attempts: a run at its limit goes the normal path.
+        & (_RUNS.c.attempt < _RUNS.c.max_attempts)
+    )
 
 
 def _candidates(session: Session, scope: HitScope, limit: int) -> Any:
     query = (
         select(_RUNS.c.id, _RUNS.c.attempt)
-        .where(
-            _due(session),
-            _RUNS.c.task.is_(None),
-            # Never past its allowed attempts (a hand-back grows them).
-            _RUNS.c.attempt < _RUNS.c.max_attempts,
-        )
+        .where(_claimable(session))
         .order_by(_RUNS.c.priority.desc(), _RUNS.c.id)
         .limit(limit)
     )
@@ -276,7 +265,7 @@ def _candidates(session: Session, scope: HitScope, limit: int) -> Any:
 
 _READ_CALLS = select(
     _CALLS.c.id,
-    _CALLS.c.request_hash,
+    _CALLS.c.request_hash.label("key"),
     _CALLS.c.raw_artifact_uri,
     _CALLS.c.raw_sha256,
     _CALLS.c.raw_bytes,
@@ -284,69 +273,51 @@ _READ_CALLS = select(
     _CALLS.c.request_hash.in_(bindparam("keys", expanding=True)),
     _CALLS.c.status == "succeeded",
 )
-
-
-def _read_calls(session: Session, keys: Sequence[str]) -> dict[str, Any]:
-    def read() -> dict[str, Any]:
-        read_transaction(session)
-        found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            rows = session.execute(_READ_CALLS, {"keys": list(keys[start : start + 500])})
-            found.update({row.request_hash: row for row in rows})
-        session.commit()
-        return found
-
-    return retry_db("reading provider calls", read, session=session)
-
-
 _READ_DERIVED = select(
     _DERIVED.c.key, _DERIVED.c.uri, _DERIVED.c.sha256, _DERIVED.c.bytes, _DERIVED.c.details
 ).where(_DERIVED.c.kind == CANONICAL, _DERIVED.c.key.in_(bindparam("keys", expanding=True)))
 
 
-def _read_derived(sessions: sessionmaker[Session], keys: Sequence[str]) -> dict[str, Any]:
+def _read_by_key(
+    sessions: sessionmaker[Session], statement: Any, keys: Sequence[str], what: str
+) -> dict[str, Any]:
+    """The rows of ``statement`` (a ``key`` column, an expanding ``keys`` bind) by key."""
     with sessions() as session:
 
         def read() -> dict[str, Any]:
             read_transaction(session)
             found: dict[str, Any] = {}
             for start in range(0, len(keys), 500):
-                rows = session.execute(_READ_DERIVED, {"keys": list(keys[start : start + 500])})
+                rows = session.execute(statement, {"keys": list(keys[start : start + 500])})
                 found.update({row.key: row for row in rows})
             session.commit()
             return found
 
-        return retry_db("reading reusable outputs", read, session=session)
+        return retry_db(f"reading {what}", read, session=session)
 
 
 # --- writing a batch ----------------------------------------------------------
 
-_COMPLETE_PG = (
-    update(_RUNS)
-    .where(_RUNS.c.id == bindparam("p_run_id"), _RUNS.c.status == QUEUED)
-    .values(
-        attempt=_RUNS.c.attempt + 1,
-        worker_id=bindparam("p_worker_id"),
-        started_at=func.now(),
-        not_before=None,
-        wait_reason=None,
-        provider_call_id=bindparam("p_call_id"),
-        **_succeeded_values(func.now()),
+
+def _complete_statement(now: Any) -> Any:
+    """Claim and succeed one queued run in one UPDATE, stamped with ``now``."""
+    return (
+        update(_RUNS)
+        .where(_RUNS.c.id == bindparam("p_run_id"), _RUNS.c.status == QUEUED)
+        .values(
+            attempt=_RUNS.c.attempt + 1,
+            worker_id=bindparam("p_worker_id"),
+            started_at=now,
+            not_before=None,
+            wait_reason=None,
+            provider_call_id=bindparam("p_call_id"),
+            **_succeeded_values(now),
+        )
     )
-)
-_COMPLETE_SQLITE = (
-    update(_RUNS)
-    .where(_RUNS.c.id == bindparam("p_run_id"), _RUNS.c.status == QUEUED)
-    .values(
-        attempt=_RUNS.c.attempt + 1,
-        worker_id=bindparam("p_worker_id"),
-        started_at=_ts("p_now"),
-        not_before=None,
-        wait_reason=None,
-        provider_call_id=bindparam("p_call_id"),
-        **_succeeded_values(_ts("p_now")),
-    )
-)
+
+
+_COMPLETE_PG = _complete_statement(func.now())
+_COMPLETE_SQLITE = _complete_statement(_ts("p_now"))
 
 
 def _complete(
@@ -364,9 +335,7 @@ def _complete(
                     tuple_(_RUNS.c.id, _RUNS.c.attempt).in_(
                         [(h.ctx.run_id, h.read_attempt) for h in hits]
                     ),
-                    _due(session),
-                    _RUNS.c.task.is_(None),
-                    _RUNS.c.attempt < _RUNS.c.max_attempts,
+                    _claimable(session),
                 )
                 .order_by(_RUNS.c.id)
             )

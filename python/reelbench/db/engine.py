@@ -17,6 +17,7 @@ event emits ours (the recipe in SQLAlchemy's pysqlite documentation).
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import threading
@@ -290,6 +291,7 @@ _REVISION = re.compile(r"^revision(?:\s*:\s*[^=]+)?\s*=\s*[\"']([^\"']+)[\"']", 
 _DOWN = re.compile(r"^down_revision(?:\s*:\s*[^=]+)?\s*=(.*)$", re.M)
 
 
+@functools.cache
 def _shipped_head() -> str | None:
     """The newest shipped migration read from the files' ``revision``/``down_revision`` lines.
 
