@@ -10,6 +10,8 @@ libx264 CRF 18, preset veryfast, ``+faststart``).
 * baseline "FFmpeg": ``ffmpeg`` (imageio-ffmpeg's binary) doing the same
   transcode with the same filter chain, codec, CRF, preset and thread
   counts, no metrics, no hashing. Target: at most 1.3x its time;
+* the same path with the motion group on (flow, warp error, SI/TI) as a
+  second candidate against the same baseline (issue goal: at most 1.3x);
 * "metrics on top": the same normalization without metrics (hash included)
   as the baseline of the candidate. Target: at most 1.15x.
 
@@ -72,8 +74,9 @@ def _ffmpeg(src: Path, dest: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def _reelbench(src: Path, dest: Path, *, with_metrics: bool) -> str:
-    metrics = FrameMetrics() if with_metrics else None
+def _reelbench(src: Path, dest: Path, *, with_metrics: bool, motion: bool = False) -> str:
+    groups = ["frame", "temporal", "motion"] if motion else None
+    metrics = FrameMetrics(groups=groups) if with_metrics else None
     result = normalize_video(src, dest, CANON, metrics=metrics, threads=THREADS)
     assert result.frames == SECONDS * FPS
     if metrics is not None:
@@ -89,6 +92,18 @@ def test_normalize_with_metrics_and_hash(
     benchmark.pedantic(
         _reelbench, args=(clip, tmp_path / "canon.mp4"), kwargs={"with_metrics": True},
         rounds=ROUNDS, warmup_rounds=1,
+    )  # fmt: skip
+
+
+@pytest.mark.benchmark(group="normalize 10 s 1080p -> 720p vs FFmpeg")
+def test_normalize_with_motion_metrics_and_hash(
+    benchmark: BenchmarkFixture, clip: Path, tmp_path: Path
+) -> None:
+    """The same path with the motion group on (optical flow, warp error, SI/TI)."""
+    benchmark.extra_info.update(role="candidate", target_max=1.3, frames=SECONDS * FPS)
+    benchmark.pedantic(
+        _reelbench, args=(clip, tmp_path / "canon.mp4"),
+        kwargs={"with_metrics": True, "motion": True}, rounds=ROUNDS, warmup_rounds=1,
     )  # fmt: skip
 
 
