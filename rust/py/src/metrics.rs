@@ -460,9 +460,9 @@ fn optical_flow<'py>(
             core::flow::Image::from_plane(pa),
             core::flow::Image::from_plane(pb),
         );
-        Ok(core::flow::dense_flow(
-            &i0,
-            &i1,
+        Ok(core::flow::dense_flow_of(
+            i0,
+            i1,
             &core::flow::FlowParams::default(),
         ))
     })?;
