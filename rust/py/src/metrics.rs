@@ -460,17 +460,17 @@ fn optical_flow<'py>(
             core::flow::Image::from_plane(pa),
             core::flow::Image::from_plane(pb),
         );
-        Ok(core::flow::dense_flow(
-            &i0,
-            &i1,
+        Ok(core::flow::dense_flow_of(
+            i0,
+            i1,
             &core::flow::FlowParams::default(),
         ))
     })?;
     let (h, w) = (flow.height, flow.width);
-    let mut out = Vec::with_capacity(2 * h * w);
-    for (u, v) in flow.u.iter().zip(&flow.v) {
-        out.push(*u);
-        out.push(*v);
+    let mut out = vec![0.0f32; 2 * h * w];
+    for ((o, &u), &v) in out.chunks_exact_mut(2).zip(&flow.u).zip(&flow.v) {
+        o[0] = u;
+        o[1] = v;
     }
     numpy::PyArray1::from_vec(py, out).reshape([h, w, 2])
 }

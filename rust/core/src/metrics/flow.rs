@@ -296,10 +296,10 @@ pub struct FlowParams {
 impl Default for FlowParams {
     fn default() -> Self {
         Self {
-            stride: 4,
+            stride: 6,
             finest_stride: 6,
-            iterations: 12,
-            finest_iterations: 3,
+            iterations: 6,
+            finest_iterations: 2,
         }
     }
 }
@@ -400,8 +400,22 @@ impl Drop for Level {
 }
 
 impl Level {
-    fn new(img: Image) -> Self {
-        let (gx, gy) = gradients(&img);
+    /// The level of `img`, with what its roles need: the gradients as the
+    /// first frame of a flow, the padded copy as the second.
+    fn new(img: Image, roles: Roles) -> Self {
+        let (gx, gy) = if roles.first {
+            gradients(&img)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if !roles.second {
+            return Self {
+                img,
+                gx,
+                gy,
+                pad: Vec::new(),
+            };
+        }
         let (w, h) = (img.width, img.height);
         let pw = w + 2 * BORDER;
         let mut pad = pool::take(pw * (h + 2 * BORDER));
@@ -416,6 +430,13 @@ impl Level {
     }
 }
 
+/// Which side(s) of a flow a pyramid serves.
+#[derive(Clone, Copy, Debug)]
+struct Roles {
+    first: bool,
+    second: bool,
+}
+
 /// A frame's image pyramid, built once and used for the flow to and from
 /// its neighbours.
 #[derive(Clone, Debug)]
@@ -426,8 +447,40 @@ pub struct Pyramid {
 impl Pyramid {
     /// The pyramid of `img`: halved until the long side is near four patches
     /// and every level still holds a patch. Images smaller than a patch get
-    /// a single level (and a zero flow).
+    /// a single level (and a zero flow). It can be either frame of a flow.
     pub fn new(img: Image) -> Self {
+        Self::with_roles(
+            img,
+            Roles {
+                first: true,
+                second: true,
+            },
+        )
+    }
+
+    /// A pyramid for the first frame of flows only (no padded copies).
+    pub fn first(img: Image) -> Self {
+        Self::with_roles(
+            img,
+            Roles {
+                first: true,
+                second: false,
+            },
+        )
+    }
+
+    /// A pyramid for the second frame of flows only (no gradients).
+    pub fn second(img: Image) -> Self {
+        Self::with_roles(
+            img,
+            Roles {
+                first: false,
+                second: true,
+            },
+        )
+    }
+
+    fn with_roles(img: Image, roles: Roles) -> Self {
         let (w, h) = (img.width, img.height);
         if w < PATCH || h < PATCH {
             return Self {
@@ -450,10 +503,10 @@ impl Pyramid {
         let mut cur = img;
         for _ in 0..n {
             let next = half(&cur);
-            levels.push(Level::new(cur));
+            levels.push(Level::new(cur, roles));
             cur = next;
         }
-        levels.push(Level::new(cur));
+        levels.push(Level::new(cur, roles));
         Self { levels }
     }
 
@@ -862,6 +915,11 @@ fn pyramid_flow_with<const SIMD: bool>(p0: &Pyramid, p1: &Pyramid, prm: &FlowPar
     if w < PATCH || h < PATCH {
         return Flow::zeros(w, h);
     }
+    // The SIMD kernels read the gradients unchecked.
+    assert!(
+        p0.levels.iter().all(|l| l.gx.len() == l.img.data.len()),
+        "the first frame's pyramid has gradients"
+    );
     let mut flow: Option<Flow> = None;
     for l in (0..p0.levels.len()).rev() {
         let (stride, iters) = if l == 0 {
@@ -1031,7 +1089,12 @@ mod avx {
 /// Dense flow from `i0` to `i1` (same shape): for each pixel `x` of `i0`,
 /// `i1(x + flow(x)) ≈ i0(x)`. Images smaller than a patch get a zero flow.
 pub fn dense_flow(i0: &Image, i1: &Image, prm: &FlowParams) -> Flow {
-    pyramid_flow(&Pyramid::new(i0.clone()), &Pyramid::new(i1.clone()), prm)
+    dense_flow_of(i0.clone(), i1.clone(), prm)
+}
+
+/// [`dense_flow`] of owned frames (whose planes become the pyramids').
+pub fn dense_flow_of(i0: Image, i1: Image, prm: &FlowParams) -> Flow {
+    pyramid_flow(&Pyramid::first(i0), &Pyramid::second(i1), prm)
 }
 
 /// Photometric error and forward-backward consistency of a flow pair.
@@ -1102,7 +1165,14 @@ mod kernel_tests {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return;
         }
-        let (l0, l1) = (Level::new(noise(40, 30, 37)), Level::new(noise(40, 30, 53)));
+        let both = Roles {
+            first: true,
+            second: true,
+        };
+        let (l0, l1) = (
+            Level::new(noise(40, 30, 37), both),
+            Level::new(noise(40, 30, 53), both),
+        );
         let at = [
             (0, 0, 0.0, 0.0),
             (5, 7, 1.3, -0.7),
