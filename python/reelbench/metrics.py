@@ -64,7 +64,7 @@ DEFAULT_GROUPS = ("frame", "temporal", "reference")
 #: The version of the metric definitions (docs/metrics.md). Bumped whenever a
 #: number could change for the same frames; recorded with every run's metrics,
 #: and part of the key under which canonical outputs are reused.
-METRICS_VERSION = 4
+METRICS_VERSION = 5
 
 
 class ReferenceMismatchError(ReelbenchError, ValueError):
