@@ -352,9 +352,17 @@ class WorkerOrchestrator:
             # running (another worker's run may come back if that worker died).
             return pending["queued"] + pending["running"] == 0
         # drain: a queued run waiting out its retry backoff is this worker's
-        # to finish; runs that other live workers hold are theirs. Runs held
-        # by the budget ("held") are nobody's until the budget is raised.
-        return pending["queued"] == 0
+        # to finish, and so is a running one whose worker is gone: its lease
+        # ended, or it was a process of this machine that no longer exists
+        # (freed now rather than after its lease). Runs that other live
+        # workers hold are theirs. Runs held by the budget ("held") are
+        # nobody's until the budget is raised.
+        if pending["running"] > pending["expired"] and self._db(
+            "reclaiming runs of dead local workers",
+            lambda: q.reclaim_dead_local_runs(self.sessions, self._experiment_id),
+        ):
+            return False
+        return pending["queued"] == 0 and pending["expired"] == 0
 
     def _pending(self) -> dict[str, int]:
         def count() -> dict[str, int]:

@@ -148,7 +148,9 @@ def submit_command(spec_path: Path, db_url: str, as_json: bool, skip_key_check: 
 )  # fmt: skip
 @click.option(
     "--drain", is_flag=True,
-    help="Exit when nothing is claimable instead of waiting for new runs.",
+    help="Exit once the work of its scope is done instead of waiting for new runs: "
+    "waits out retry backoffs, takes back runs of dead workers; runs other live "
+    "workers hold do not keep it.",
 )  # fmt: skip
 @click.option(
     "--experiment", "-e", metavar="NAME", default=None,

@@ -563,7 +563,8 @@ def pending_runs(executor: Executor, experiment_id: int | None = None) -> dict[s
     a draining worker waits for them; running ones belong to a worker (maybe
     another) until their lease ends. Queued runs held back by their
     experiment's budget are counted apart (``held``): no worker can finish
-    them until someone raises the budget.
+    them until someone raises the budget. ``expired``: the running ones whose
+    lease has ended (their worker is presumed dead; any worker may claim them).
     """
     held_case = case(
         (
@@ -579,9 +580,16 @@ def pending_runs(executor: Executor, experiment_id: int | None = None) -> dict[s
     )
     if experiment_id is not None:
         query = query.where(runs.c.experiment_id == experiment_id)
-    counts = {QUEUED: 0, RUNNING: 0, "held": 0}
+    counts = {QUEUED: 0, RUNNING: 0, "held": 0, "expired": 0}
     for status, n in executor.execute(query).all():
         counts[str(status)] = int(n)
+    if counts[RUNNING]:
+        expired = select(func.count()).where(
+            runs.c.status == RUNNING, runs.c.lease_expires_at < sql_now(executor)
+        )
+        if experiment_id is not None:
+            expired = expired.where(runs.c.experiment_id == experiment_id)
+        counts["expired"] = int(executor.execute(expired).scalar_one())
     return counts
 
 
@@ -598,7 +606,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def reclaim_dead_local_runs(sessions: sessionmaker[Session], experiment_id: int) -> int:
+def reclaim_dead_local_runs(sessions: sessionmaker[Session], experiment_id: int | None) -> int:
     """Expire the leases of runs held by dead worker processes of this machine.
 
     A ``reelbench run`` killed with SIGKILL (or a crash) leaves its runs
@@ -606,18 +614,18 @@ def reclaim_dead_local_runs(sessions: sessionmaker[Session], experiment_id: int)
     when the host is this one and no process has that pid, nobody can still be
     working the run, so its lease is expired now and the claim takes it back
     at once instead of after the lease. The claim's fencing token keeps this
-    safe even if the guess were wrong. Returns the number of runs freed.
+    safe even if the guess were wrong. ``experiment_id`` None: every
+    experiment. Returns the number of runs freed.
     """
     host = socket.gethostname()
     freed = 0
     with sessions() as session, session.begin():
-        rows = session.execute(
-            select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
-                runs.c.experiment_id == experiment_id,
-                runs.c.status == RUNNING,
-                runs.c.worker_id.like(f"{host}:%"),
-            )
-        ).all()
+        query = select(runs.c.id, runs.c.attempt, runs.c.worker_id).where(
+            runs.c.status == RUNNING, runs.c.worker_id.like(f"{host}:%")
+        )
+        if experiment_id is not None:
+            query = query.where(runs.c.experiment_id == experiment_id)
+        rows = session.execute(query).all()
         for run_id, attempt, worker_id in rows:
             parts = (worker_id or "").split(":")
             if len(parts) < 3 or not parts[-2].isdigit() or ":".join(parts[:-2]) != host:
