@@ -12,8 +12,10 @@ $(PY):
 
 # The native extension in release mode, installed editable with the Python
 # dependencies (runtime, test, lint). Cargo makes repeated builds cheap.
+# VIRTUAL_ENV is set so that maturin installs into $(VENV), not into a
+# virtual environment that happens to be active in the calling shell.
 install: $(PY)
-	$(VENV)/bin/maturin develop --release --quiet --extras test,lint
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet --extras test,lint
 
 build: install
 
