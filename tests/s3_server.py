@@ -103,7 +103,7 @@ class S3Server:
                 self._args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = time.monotonic() + timeout
-        while not self._bucket_answers():
+        while not (self._bucket_answers() and self._identity_can_write()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 tail = self.log_path.read_text(errors="replace")[-2000:]
@@ -120,6 +120,27 @@ class S3Server:
             return exc.code in (200, 403)
         except OSError:
             return False
+
+    def _identity_can_write(self) -> bool:
+        # The bucket answers before SeaweedFS has loaded its identities: until
+        # a signed write with our credentials succeeds, clients get 403.
+        import boto3
+        import botocore.exceptions
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+        )  # fmt: skip
+        try:
+            client.put_object(Bucket=self.bucket, Key=".ready", Body=b"")
+            client.delete_object(Bucket=self.bucket, Key=".ready")
+            return True
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return False
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """Stop the server (its data stays for a later ``start``)."""
