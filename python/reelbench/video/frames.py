@@ -130,11 +130,25 @@ def y_plane(frame: av.VideoFrame) -> NDArray[np.uint8]:
     return rows[:, : plane.width]
 
 
+#: Options for opening a file to decode it. FFmpeg's stream probe
+#: (``avformat_find_stream_info``) decodes a stream's first frames only to learn
+#: what most containers already state (size, rate); told to skip video frames,
+#: it does not decode them. For an intra frame of a high-quality 1080p file
+#: that is about 0.1 s saved, spent again when the frame is decoded for real.
+_PROBE_WITHOUT_DECODING = {"skip_frame": "all"}
+
+
 def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
-    container = av.open(os.fspath(path))
+    name = os.fspath(path)
+    container = av.open(name, options=_PROBE_WITHOUT_DECODING)
+    streams = container.streams.video
+    if streams and not streams[0].codec_context.width:
+        # A container that does not state the size: probe it the usual way.
+        container.close()
+        container = av.open(name)
     if not container.streams.video:
         container.close()
-        raise NoVideoStreamError(f"{os.fspath(path)}: no video stream in this file")
+        raise NoVideoStreamError(f"{name}: no video stream in this file")
     return container
 
 
