@@ -32,6 +32,7 @@ __all__ = [
     "iter_frames",
     "iter_y_planes",
     "metrics_frame",
+    "open_input",
     "open_video",
     "probe",
     "video_info",
@@ -138,7 +139,12 @@ def y_plane(frame: av.VideoFrame) -> NDArray[np.uint8]:
 _PROBE_WITHOUT_DECODING = {"skip_frame": "all"}
 
 
-def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
+def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """``av.open(path)`` for reading, without decoding video frames to probe.
+
+    Falls back to FFmpeg's usual probe when the container does not state the
+    first video stream's size. Raises what ``av.open`` raises.
+    """
     name = os.fspath(path)
     container = av.open(name, options=_PROBE_WITHOUT_DECODING)
     streams = container.streams.video
@@ -146,6 +152,12 @@ def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
         # A container that does not state the size: probe it the usual way.
         container.close()
         container = av.open(name)
+    return container
+
+
+def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    name = os.fspath(path)
+    container = open_input(name)
     if not container.streams.video:
         container.close()
         raise NoVideoStreamError(f"{name}: no video stream in this file")

@@ -36,6 +36,7 @@ import av.filter
 
 from reelbench.errors import LeaseLost, TerminalError
 from reelbench.video.canonical import CanonicalFormat
+from reelbench.video.frames import open_input
 
 __all__ = [
     "FrameSink",
@@ -132,7 +133,7 @@ class _Decoder:
                 role, f"{role} video {path} is empty (0 bytes); nothing to normalize"
             )
         try:
-            self.container = av.open(str(path), "r")
+            self.container = open_input(path)
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             raise UnusableVideo(
                 role, f"{role} video {path} is not a readable media file ({_reason(exc)})"
