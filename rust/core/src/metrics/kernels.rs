@@ -160,31 +160,31 @@ multiversion! {
     }
 }
 
-/// The Laplacian sums with AVX-512 BW: 32 columns per step in 16-bit lanes
+/// The Laplacian sums with AVX2: 16 columns per step in 16-bit lanes
 /// (|lap| <= 1020), squared and pair-summed into 32-bit lanes by `vpmaddwd`
 /// (LLVM widens to 32 bits first and multiplies there, at half the rate).
+/// Used on AVX2 and AVX-512 machines alike.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-fn laplacian_sums_avx512(a: Plane<'_>) -> (i64, u64) {
+#[target_feature(enable = "avx2")]
+fn laplacian_sums_avx2(a: Plane<'_>) -> (i64, u64) {
     use std::arch::x86_64::*;
     let w = a.width();
     let n = w - 2;
-    let steps = n / 32;
+    let steps = n / 16;
     let (mut sum, mut sum_sq) = (0i64, 0u64);
-    let ones = _mm512_set1_epi16(1);
+    let ones = _mm256_set1_epi16(1);
     for y in 1..a.height() - 1 {
         let (up, mid, down) = (a.row(y - 1), a.row(y), a.row(y + 1));
-        // Per row and lane (at most 240 steps for 7680 px): |Σ lap| and
+        // Per row and lane (at most 480 steps for 7680 px): |Σ lap| and
         // Σ lap² (at most 2·1020² per step) fit 32 bits.
-        let mut acc = _mm512_setzero_si512();
-        let mut acc_sq = _mm512_setzero_si512();
+        let mut acc = _mm256_setzero_si256();
+        let mut acc_sq = _mm256_setzero_si256();
         for k in 0..steps {
-            let x = 1 + 32 * k;
-            // SAFETY: x + 32 <= w - 1 and x - 1 + 32, x + 1 + 32 <= w: every
-            // 32-byte load lies within its row.
+            let x = 1 + 16 * k;
+            // SAFETY: x + 1 + 16 <= w: every 16-byte load lies within its row.
             let (u, d, l, r, c) = unsafe {
                 let load = |s: &[u8], at: usize| {
-                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(s.as_ptr().add(at).cast()))
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(s.as_ptr().add(at).cast()))
                 };
                 (
                     load(up, x),
@@ -194,19 +194,22 @@ fn laplacian_sums_avx512(a: Plane<'_>) -> (i64, u64) {
                     load(mid, x),
                 )
             };
-            let lap = _mm512_sub_epi16(
-                _mm512_add_epi16(_mm512_add_epi16(u, d), _mm512_add_epi16(l, r)),
-                _mm512_slli_epi16::<2>(c),
+            let lap = _mm256_sub_epi16(
+                _mm256_add_epi16(_mm256_add_epi16(u, d), _mm256_add_epi16(l, r)),
+                _mm256_slli_epi16::<2>(c),
             );
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(lap, ones));
-            acc_sq = _mm512_add_epi32(acc_sq, _mm512_madd_epi16(lap, lap));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(lap, ones));
+            acc_sq = _mm256_add_epi32(acc_sq, _mm256_madd_epi16(lap, lap));
         }
-        sum += _mm512_reduce_add_epi32(acc) as i64;
-        // The 16 lanes together may pass 2³²: summed in 64-bit lanes.
-        let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc_sq));
-        let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(acc_sq));
-        sum_sq += _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi)) as u64;
-        let (s, ss) = laplacian_row(up, mid, down, steps * 32);
+        let (mut lanes, mut lanes_sq) = ([0i32; 8], [0u32; 8]);
+        // SAFETY: both arrays are 32 bytes; unaligned stores.
+        unsafe {
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc);
+            _mm256_storeu_si256(lanes_sq.as_mut_ptr().cast(), acc_sq);
+        }
+        sum += lanes.iter().map(|&v| v as i64).sum::<i64>();
+        sum_sq += lanes_sq.iter().map(|&v| v as u64).sum::<u64>();
+        let (s, ss) = laplacian_row(up, mid, down, steps * 16);
         sum += s;
         sum_sq += ss;
     }
@@ -221,9 +224,9 @@ fn laplacian_sums(a: Plane<'_>) -> (u64, i64, u64) {
         return (0, 0, 0);
     }
     #[cfg(target_arch = "x86_64")]
-    let (sum, sum_sq) = if super::dispatch::isa() == super::dispatch::Isa::Avx512 {
-        // SAFETY: `isa()` answers Avx512 only when the CPU has AVX-512 F/BW/VL.
-        unsafe { laplacian_sums_avx512(a) }
+    let (sum, sum_sq) = if super::dispatch::isa() >= super::dispatch::Isa::Avx2 {
+        // SAFETY: `isa()` answers Avx2 or Avx512 only when the CPU has AVX2.
+        unsafe { laplacian_sums_avx2(a) }
     } else {
         laplacian_sums_auto(a)
     };
