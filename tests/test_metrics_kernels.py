@@ -149,6 +149,15 @@ def test_sharpness_is_laplacian_variance_over_interior(a: Frame) -> None:
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.parametrize("width", [18, 19, 33, 1281, 7680])
+def test_sharpness_of_the_largest_laplacian_on_wide_rows(width: int) -> None:
+    """A checkerboard: |lap| = 1020 everywhere, the most a row's sums can hold."""
+    a = np.zeros((6, width), np.uint8)
+    a[::2, ::2] = 255
+    a[1::2, 1::2] = 255
+    assert sharpness(a) == pytest.approx(ref_sharpness(a), rel=1e-12)
+
+
 @kernel_settings
 @given(frames, st.integers(0, 255))
 def test_black_share_counts_pixels_strictly_below_threshold(a: Frame, threshold: int) -> None:
