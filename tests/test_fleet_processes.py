@@ -127,6 +127,8 @@ def start_worker(
     env = {
         **os.environ,
         "REPLICATE_API_TOKEN": TOKEN,
+        # A worker that hangs is sent SIGABRT: its threads' stacks go to its log.
+        "PYTHONFAULTHANDLER": "1",
         "PYTHONPATH": os.pathsep.join(
             [str(TESTS_DIR), str(plugins), os.environ.get("PYTHONPATH", "")]
         ),
@@ -155,8 +157,12 @@ def finish(procs: list[subprocess.Popen[bytes]], tmp_path: Path, timeout: float 
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            logs = "\n".join(p.read_text()[-3000:] for p in tmp_path.glob("*.log"))
+            proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            logs = "\n".join(p.read_text()[-8000:] for p in tmp_path.glob("*.log"))
             pytest.fail(f"a worker did not finish:\n{logs}")
         assert code == 0, "\n".join(p.read_text()[-3000:] for p in tmp_path.glob("*.log"))
 
