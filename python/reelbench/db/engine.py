@@ -56,6 +56,13 @@ __all__ = [
 #: Seconds a SQLite writer waits for the lock before giving up.
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
 
+#: Seconds a PostgreSQL statement waits for a lock (a row another transaction
+#: is writing, a table under migration) before it fails. Every transaction of
+#: the queue is short, so a longer wait means something is stuck; the failure
+#: is an ``OperationalError``, retried like an outage (with a warning in the
+#: log), and a stopping worker gives up instead of hanging.
+LOCK_TIMEOUT_SECONDS = 30.0
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Any constant works; it only has to be the same in every process.
@@ -216,11 +223,26 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
+def _bound_lock_waits(engine: Engine, seconds: float) -> None:
+    """Give every new PostgreSQL connection a ``lock_timeout`` (see LOCK_TIMEOUT_SECONDS)."""
+    milliseconds = max(1, round(seconds * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET lock_timeout = {milliseconds}")
+        cursor.close()
+        # A session-level SET survives the commit (a rollback would undo it).
+        dbapi_connection.commit()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` configured for concurrent workers.
 
     PostgreSQL connections idle in the pool are checked with a ping before
-    use, so a worker survives a database restart; SQLite gets WAL, a busy timeout,
+    use, so a worker survives a database restart, and no statement waits
+    for a lock longer than ``lock_timeout`` seconds (default
+    :data:`LOCK_TIMEOUT_SECONDS`); SQLite gets WAL, a busy timeout,
     foreign keys and ``BEGIN IMMEDIATE`` transactions.
     """
     url = normalize_url(url)
@@ -239,10 +261,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
+        lock_timeout = float(kwargs.pop("lock_timeout", LOCK_TIMEOUT_SECONDS))
         options = {"pool_size": 10, "max_overflow": -1}  # see the SQLite case
         options.update(kwargs)
         engine = create_engine(url, **options)
         _ping_idle_connections(engine)
+        _bound_lock_waits(engine, lock_timeout)
         return engine
     raise ValueError(
         f"unsupported database URL {make_url(url).render_as_string()!r}: "
