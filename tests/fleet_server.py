@@ -10,7 +10,9 @@ time, and the bookkeeping the tests check:
 - ``on_create``: called inside the create handler before the answer is sent
   (a test kills the submitting worker there: the job exists, the worker
   never learns its id);
-- ``scripted``: answers to give to the next creates, e.g. a 429 with Retry-After.
+- ``scripted``: answers to give to the next creates, e.g. a 429 with Retry-After;
+- ``drop_answers``: that many creates make (and bill) their job, then close
+  the connection without answering (the answer lost on the way back).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class BillingApi:
     downloaded: set[str] = field(default_factory=set)
     scripted: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     on_create: Callable[[str], None] | None = None
+    drop_answers: int = 0
     hold: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -96,6 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if api.on_create is not None:
             api.on_create(job)
+        with api.lock:
+            drop = api.drop_answers > 0
+            api.drop_answers -= drop
+        if drop:
+            self.close_connection = True
+            return
         self._send(201, {"id": job, "status": "starting", "output": None, "error": None})
 
     def do_GET(self) -> None:

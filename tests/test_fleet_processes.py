@@ -75,6 +75,7 @@ def write_spec(
     extra: str = "",
     name: str = "fleet",
     max_attempts: int = 1,
+    on_uncertain_submit: str = "fail",
 ) -> Path:
     path.write_text(
         f"""
@@ -90,6 +91,7 @@ max_seconds = 2.0
 [retry]
 max_attempts = {max_attempts}
 backoff_seconds = 0.2
+on_uncertain_submit = "{on_uncertain_submit}"
 
 [metrics]
 groups = ["frame"]
@@ -410,3 +412,47 @@ def test_an_idempotent_provider_is_resent_the_same_key_after_a_failed_submit(
     assert api.billed == 1 and statuses(db) == {"succeeded": 1}
     with db.sessions() as session:
         assert session.scalars(select(Spend.state)).all() == ["charged"]
+
+
+@pytest.mark.parametrize("policy", ["fail", "resubmit"])
+def test_a_submit_whose_answer_is_lost_is_uncertain_without_idempotency_keys(
+    db: Database, tmp_path: Path, video: Path, policy: str
+) -> None:
+    with serve_billing(video, job_seconds=0.05) as api:
+        # The job is created and billed; the connection closes before the answer.
+        api.drop_answers = 1
+        spec = write_spec(
+            tmp_path / "spec.toml", api, runs=1, max_attempts=3, on_uncertain_submit=policy
+        )
+        submit(db, spec)
+        finish([start_worker(db, tmp_path, "--drain")], tmp_path)
+    with db.sessions() as session:
+        run = session.scalars(select(Run)).one()
+        attempts = session.scalars(select(RunAttempt).order_by(RunAttempt.attempt)).all()
+        spend = session.scalars(select(Spend.state)).all()
+    first = attempts[0]
+    assert first.outcome == "retryable" and "Server disconnected" in (first.error_message or "")
+    if policy == "fail":
+        # No second submit: the job that may exist is the user's to check.
+        assert len(api.creates) == 1 and api.billed == 1
+        assert run.status == "failed" and run.error_class == "terminal"
+        assert "the submit got no answer" in (run.error_message or "")
+        assert "a job may exist at replicate" in (run.error_message or "")
+        assert len(attempts) == 2
+        assert spend == ["open"]  # the uncertain job still counts against the budget
+    else:
+        assert len(api.creates) == 2 and api.billed == 2
+        assert run.status == "succeeded"
+
+
+def test_a_submit_refused_or_never_sent_is_retried_without_doubt(
+    db: Database, tmp_path: Path, video: Path
+) -> None:
+    with serve_billing(video, job_seconds=0.05) as api:
+        # A 503 is the provider saying no: nothing was started.
+        api.scripted.append((503, {}, {"detail": "overloaded"}))
+        spec = write_spec(tmp_path / "spec.toml", api, runs=1, max_attempts=2)
+        submit(db, spec)
+        finish([start_worker(db, tmp_path, "--drain")], tmp_path)
+    assert len(api.creates) == 2 and api.billed == 1
+    assert statuses(db) == {"succeeded": 1}

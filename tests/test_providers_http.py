@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -110,7 +112,14 @@ def test_http_429_is_retryable_and_honors_retry_after(
 
 @pytest.mark.parametrize(
     "status, error",
-    [(500, RetryableError), (503, RetryableError), (422, TerminalError), (401, TerminalError)],
+    [
+        (500, RetryableError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (504, RetryableError),
+        (422, TerminalError),
+        (401, TerminalError),
+    ],
 )
 def test_http_status_classes(
     video: Path, monkeypatch: pytest.MonkeyPatch, status: int, error: type[Exception]
@@ -124,13 +133,43 @@ def test_http_status_classes(
     message = str(info.value)
     assert str(status) in message
     assert TOKEN not in message, "an API key echoed by the server must be redacted"
+    if isinstance(info.value, RetryableError):
+        # Only a gateway that gave up waiting may have passed the submit on.
+        assert info.value.maybe_delivered == (status in (502, 504))
 
 
 def test_unreachable_server_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     request = _request("fal", "fal-ai/x", "http://127.0.0.1:9")
-    with pytest.raises(RetryableError):
+    with pytest.raises(RetryableError) as info:
         get_provider("fal").submit(request)
+    # No connection was made: the submit surely never arrived.
+    assert not info.value.maybe_delivered
+
+
+def test_a_submit_cut_off_after_sending_may_have_been_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    got = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def read_then_hang_up() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                got.set()
+
+        thread = threading.Thread(target=read_then_hang_up, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(RetryableError) as info:
+            get_provider("replicate").submit(_request("replicate", "acme/video-gen", base))
+        thread.join(10)
+    assert got.is_set(), "the request reached the server"
+    assert info.value.maybe_delivered
 
 
 def test_missing_key_is_terminal_and_names_the_variable(

@@ -19,8 +19,9 @@ source of truth:
 * ``submitting``: the submit intent, committed (with a client-generated
   idempotency key and the budget reservation, see ``db/admission.py``)
   before the provider is called. A call found ``submitting`` with no job id
-  was cut off between the provider's answer and the record of its job id: a
-  job may exist and be billed. A provider that takes idempotency keys is
+  was cut off between the provider's answer and the record of its job id,
+  or its submit got no answer (``RetryableError.maybe_delivered``): a job
+  may exist and be billed. A provider that takes idempotency keys is
   sent the same submit with the same key (it starts no second job);
   otherwise ``on_uncertain_submit`` decides: ``fail`` (default: the run
   fails terminal, saying so) or ``resubmit``. A call whose price is zero
@@ -544,7 +545,8 @@ class ProviderCallCache:
             if policy != "resubmit" and not free:
                 error = TerminalError(
                     f"provider call {call_id} was cut off between its submit to "
-                    f"{request.provider} and the record of the job id (a worker died): "
+                    f"{request.provider} and the record of the job id (a worker died, or "
+                    "the submit got no answer): "
                     f"a job may exist at {request.provider} and be billed. Check the "
                     "provider's dashboard, then `reelbench retry EXPERIMENT` submits it "
                     'again (or set on_uncertain_submit = "resubmit" in the spec\'s [retry])'
@@ -589,10 +591,11 @@ class ProviderCallCache:
             job_id = provider.submit(request)
         except RetryableError as exc:
             self._slow_down(session, request, exc)
-            if getattr(provider, "accepts_idempotency_key", False):
+            if getattr(provider, "accepts_idempotency_key", False) or exc.maybe_delivered:
                 # A timeout or a dropped connection may hide a job that was
-                # created: keep the intent (and its reservation), so the next
-                # attempt sends the same key and the provider starts no second job.
+                # created: keep the intent (and its reservation). The next
+                # attempt sends the same key, so the provider starts no second
+                # job; a provider without keys leaves it to on_uncertain_submit.
                 self._release(session, call_id, run_id, attempt)
                 if admission is not None:
                     adm.give_back(session, admission)

@@ -40,10 +40,16 @@ class RetryableError(RunError):
 
     error_class = "retryable"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, maybe_delivered: bool = False
+    ) -> None:
         super().__init__(message)
         #: Seconds the provider asked us to wait (HTTP Retry-After), if any.
         self.retry_after = retry_after
+        #: The request may have reached the provider and been acted on, with
+        #: the answer lost (a read timeout, a connection cut mid-response, a
+        #: gateway timeout): a submit that failed so may have started a job.
+        self.maybe_delivered = maybe_delivered
 
 
 class TerminalError(RunError):

@@ -179,17 +179,23 @@ class HttpApi:
             else:
                 response = self._client().request(method, url, json=json_body, headers=all_headers)
         except httpx.TimeoutException as exc:
-            raise RetryableError(f"{self.provider}: {what} timed out ({url})") from exc
+            raise RetryableError(
+                f"{self.provider}: {what} timed out ({url})", maybe_delivered=_maybe_sent(exc)
+            ) from exc
         except httpx.TransportError as exc:
             raise RetryableError(
-                f"{self.provider}: {what} failed: {self._redact(str(exc))} ({url})"
+                f"{self.provider}: {what} failed: {self._redact(str(exc))} ({url})",
+                maybe_delivered=_maybe_sent(exc),
             ) from exc
         self.raise_for_status(response, what)
         try:
             return response.json()
         except ValueError as exc:
+            # A success status with a body we cannot read: the request was
+            # acted on, what it created is unknown.
             raise RetryableError(
-                f"{self.provider}: {what} returned a non-JSON body (HTTP {response.status_code})"
+                f"{self.provider}: {what} returned a non-JSON body (HTTP {response.status_code})",
+                maybe_delivered=True,
             ) from exc
 
     def raise_for_status(self, response: httpx.Response, what: str) -> None:
@@ -207,7 +213,11 @@ class HttpApi:
             )
         if status >= 500 or status == 408:
             raise RetryableError(
-                message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+                message,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                # A gateway that gave up waiting (502, 504) may have passed the
+                # request on: the service behind it may have acted on it.
+                maybe_delivered=status in (502, 504),
             )
         if status in (401, 403):
             message += f" (check {' or '.join(self.key_envs)})"
@@ -334,3 +344,8 @@ class HostedProvider:
             key = str(params.get("image_input", self.default_image_input))
             body[key] = file_data_uri(request.image)
         return body
+
+
+def _maybe_sent(exc: httpx.TransportError) -> bool:
+    """False when the request surely never reached the server (no connection was made)."""
+    return not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
