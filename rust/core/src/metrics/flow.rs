@@ -67,7 +67,7 @@ impl Image {
 /// few MB; fresh ones come from `mmap` and cost a page fault per 4 KiB on
 /// first touch, more than the flow itself at 320x240. Planes are handed back
 /// here when dropped and reused by the next flow on the same thread.
-mod pool {
+pub(crate) mod pool {
     use std::cell::RefCell;
 
     /// At most this many bytes are kept per thread.
@@ -86,7 +86,7 @@ mod pool {
 
     /// A buffer of `n` values whose contents are unspecified (stale values of
     /// an earlier plane): for planes that are written in full.
-    pub(super) fn take(n: usize) -> Vec<f32> {
+    pub(crate) fn take(n: usize) -> Vec<f32> {
         let reused = FREE.with(|f| {
             let mut f = f.borrow_mut();
             let best = f
@@ -110,7 +110,7 @@ mod pool {
     }
 
     /// Keep `v` for reuse (dropped instead when the pool is full).
-    pub(super) fn give(v: Vec<f32>) {
+    pub(crate) fn give(v: Vec<f32>) {
         if v.capacity() < 4096 {
             return;
         }
@@ -257,24 +257,6 @@ fn gradients(img: &Image) -> (Vec<f32>, Vec<f32>) {
         oy[w - 1] = (vd[w - 2] + 3.0 * vd[w - 1]) * 0.125;
     }
     (gx, gy)
-}
-
-/// Bilinear sample of `img` at `(x, y)`, coordinates clamped to the image.
-#[inline(always)]
-fn sample(img: &Image, x: f32, y: f32) -> f32 {
-    let xm = (img.width - 1) as f32;
-    let ym = (img.height - 1) as f32;
-    let x = x.clamp(0.0, xm);
-    let y = y.clamp(0.0, ym);
-    let x0 = x.floor();
-    let y0 = y.floor();
-    let (fx, fy) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as usize, y0 as usize);
-    let x1 = (x0 + 1).min(img.width - 1);
-    let y1 = (y0 + 1).min(img.height - 1);
-    let a = img.at(x0, y0) + (img.at(x1, y0) - img.at(x0, y0)) * fx;
-    let b = img.at(x0, y1) + (img.at(x1, y1) - img.at(x0, y1)) * fx;
-    a + (b - a) * fy
 }
 
 /// Flow parameters. The defaults are reelbench's fixed method (changing them
@@ -1110,38 +1092,38 @@ pub struct WarpCheck {
 /// `|f(x) + b(x + f(x))|² ≤ 0.01 (|f(x)|² + |b(x + f(x))|²) + 0.5`
 /// (Sundaram et al. 2010), and when `x + f(x)` lies inside the frame.
 pub fn warp_check(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> WarpCheck {
+    let (sum, n) = warp_sums(i0, i1, fwd, bwd);
     let (w, h) = (i0.width, i0.height);
-    let bu = Image {
-        width: w,
-        height: h,
-        data: bwd.u.clone(),
-    };
-    let bv = Image {
-        width: w,
-        height: h,
-        data: bwd.v.clone(),
-    };
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    for y in 0..h {
-        for x in 0..w {
-            let o = y * w + x;
-            let (u, v) = (fwd.u[o], fwd.v[o]);
-            let (tx, ty) = (x as f32 + u, y as f32 + v);
-            if tx < 0.0 || ty < 0.0 || tx > (w - 1) as f32 || ty > (h - 1) as f32 {
-                continue;
-            }
-            let (ub, vb) = (sample(&bu, tx, ty), sample(&bv, tx, ty));
-            let (eu, ev) = (u + ub, v + vb);
-            if eu * eu + ev * ev > 0.01 * (u * u + v * v + ub * ub + vb * vb) + 0.5 {
-                continue;
-            }
-            sum += (sample(i1, tx, ty) - i0.data[o]).abs() as f64;
-            n += 1;
-        }
-    }
     WarpCheck {
         warp_error: if n == 0 { f64::NAN } else { sum / n as f64 },
         consistent: n as f64 / (w * h) as f64,
+    }
+}
+
+super::dispatch::multiversion! {
+    /// The sum of the warp errors over the consistent pixels, and their count.
+    fn warp_sums(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> (f64, usize) {
+        let (w, h) = (i0.width, i0.height);
+        let (mut sum, mut n) = (0.0f64, 0usize);
+        for y in 0..h {
+            for x in 0..w {
+                let o = y * w + x;
+                let (u, v) = (fwd.u[o], fwd.v[o]);
+                let (tx, ty) = (x as f32 + u, y as f32 + v);
+                if tx < 0.0 || ty < 0.0 || tx > (w - 1) as f32 || ty > (h - 1) as f32 {
+                    continue;
+                }
+                let ub = sample_slice(&bwd.u, w, h, tx, ty);
+                let vb = sample_slice(&bwd.v, w, h, tx, ty);
+                let (eu, ev) = (u + ub, v + vb);
+                if eu * eu + ev * ev > 0.01 * (u * u + v * v + ub * ub + vb * vb) + 0.5 {
+                    continue;
+                }
+                sum += (sample_slice(&i1.data, w, h, tx, ty) - i0.data[o]).abs() as f64;
+                n += 1;
+            }
+        }
+        (sum, n)
     }
 }
 

@@ -7,6 +7,7 @@
 //! in the filter, so the values agree to its printed two decimals.
 
 use super::dispatch::multiversion;
+use super::flow::pool;
 use super::plane::Plane;
 
 /// The full-range value of each 8-bit sample (identity for full-range video).
@@ -33,16 +34,63 @@ pub fn to_full_range(p: Plane<'_>, full_range: bool, out: &mut Vec<i16>) {
     }
 }
 
-/// Population standard deviation of `f32` values the way the filter sums it.
-fn std_f32(values: impl Iterator<Item = f32> + Clone, n: usize) -> f64 {
-    let mean = values.clone().map(f64::from).sum::<f64>() / n as f64;
-    let sq: f64 = values
-        .map(|v| {
+/// Lanes of the `f64` sums: four AVX-512 vectors, so the adds overlap.
+const LANES: usize = 32;
+
+multiversion! {
+    /// Σ `values` in `f64`, in interleaved lanes (the filter sums in order;
+    /// the two differ by rounding in the last bits only).
+    fn sum_f64(values: &[f32]) -> f64 {
+        let mut lanes = [0f64; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..LANES {
+                lanes[k] += c[k] as f64;
+            }
+        }
+        for (k, &v) in rest.iter().enumerate() {
+            lanes[k] += v as f64;
+        }
+        lanes.iter().sum()
+    }
+}
+
+multiversion! {
+    /// Σ `(v - mean)²`, the difference rounded to `f32` and squared in `f32`
+    /// as in the filter, summed in `f64` lanes.
+    fn sum_sq_dev(values: &[f32], mean: f64) -> f64 {
+        let mut lanes = [0f64; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..LANES {
+                let d = (c[k] as f64 - mean) as f32;
+                lanes[k] += (d * d) as f64;
+            }
+        }
+        for (k, &v) in rest.iter().enumerate() {
             let d = (v as f64 - mean) as f32;
-            (d * d) as f64
-        })
-        .sum();
-    (sq / n as f64).sqrt() as f32 as f64
+            lanes[k] += (d * d) as f64;
+        }
+        lanes.iter().sum()
+    }
+}
+
+multiversion! {
+    /// `out[i] = cur[i] - prev[i]` as `f32`.
+    fn differences(prev: &[i16], cur: &[i16], out: &mut [f32]) -> () {
+        for ((o, &a), &b) in out.iter_mut().zip(prev).zip(cur) {
+            *o = (b as i32 - a as i32) as f32;
+        }
+    }
+}
+
+/// Population standard deviation of `values`, the way the filter computes it.
+fn std_f32(values: &[f32]) -> f64 {
+    let n = values.len() as f64;
+    let mean = sum_f64(values) / n;
+    (sum_sq_dev(values, mean) / n).sqrt() as f32 as f64
 }
 
 multiversion! {
@@ -65,7 +113,7 @@ pub fn spatial_information(full: &[i16], width: usize, height: usize) -> f64 {
         return f64::NAN;
     }
     let iw = width - 2;
-    let mut grad = vec![0.0f32; iw * (height - 2)];
+    let mut grad = pool::take(iw * (height - 2));
     for y in 1..height - 1 {
         sobel_row(
             &full[(y - 1) * width..y * width],
@@ -74,15 +122,16 @@ pub fn spatial_information(full: &[i16], width: usize, height: usize) -> f64 {
             &mut grad[(y - 1) * iw..y * iw],
         );
     }
-    std_f32(grad.iter().copied(), grad.len())
+    let si = std_f32(&grad);
+    pool::give(grad);
+    si
 }
 
 /// TI between two full-range packed frames of the same size.
 pub fn temporal_information(prev: &[i16], cur: &[i16]) -> f64 {
-    std_f32(
-        prev.iter()
-            .zip(cur)
-            .map(|(&a, &b)| (b as i32 - a as i32) as f32),
-        cur.len(),
-    )
+    let mut diff = pool::take(cur.len().min(prev.len()));
+    differences(prev, cur, &mut diff);
+    let ti = std_f32(&diff);
+    pool::give(diff);
+    ti
 }
