@@ -78,11 +78,39 @@ multiversion! {
 }
 
 multiversion! {
-    /// `out[i] = cur[i] - prev[i]` as `f32`.
-    fn differences(prev: &[i16], cur: &[i16], out: &mut [f32]) -> () {
-        for ((o, &a), &b) in out.iter_mut().zip(prev).zip(cur) {
-            *o = (b as i32 - a as i32) as f32;
+    /// Σ `cur[i] - prev[i]`, exact in integers (as the filter's f64 sum of
+    /// these integers is).
+    fn sum_differences(prev: &[i16], cur: &[i16]) -> i64 {
+        let mut total = 0i64;
+        // i32 lanes per chunk: |d| <= 255, so 4096 of them cannot overflow.
+        for (a, b) in prev.chunks(4096).zip(cur.chunks(4096)) {
+            let mut s = 0i32;
+            for (&p, &c) in a.iter().zip(b) {
+                s += c as i32 - p as i32;
+            }
+            total += s as i64;
         }
+        total
+    }
+}
+
+multiversion! {
+    /// [`sum_sq_dev`] of the differences `cur[i] - prev[i]`, without storing them.
+    fn sum_sq_dev_of_differences(prev: &[i16], cur: &[i16], mean: f64) -> f64 {
+        let mut lanes = [0f64; LANES];
+        let (pc, cc) = (prev.chunks_exact(LANES), cur.chunks_exact(LANES));
+        let (pr, cr) = (pc.remainder(), cc.remainder());
+        for (a, b) in pc.zip(cc) {
+            for k in 0..LANES {
+                let d = ((b[k] as i32 - a[k] as i32) as f64 - mean) as f32;
+                lanes[k] += (d * d) as f64;
+            }
+        }
+        for (k, (&p, &c)) in pr.iter().zip(cr).enumerate() {
+            let d = ((c as i32 - p as i32) as f64 - mean) as f32;
+            lanes[k] += (d * d) as f64;
+        }
+        lanes.iter().sum()
     }
 }
 
@@ -102,7 +130,11 @@ multiversion! {
                 + (down[i] as i32 - down[i + 2] as i32);
             let gy = (up[i] as i32 + 2 * up[i + 1] as i32 + up[i + 2] as i32)
                 - (down[i] as i32 + 2 * down[i + 1] as i32 + down[i + 2] as i32);
-            out[i] = ((gx * gx + gy * gy) as f64).sqrt() as f32;
+            // The filter takes the square root in f64 and stores an f32. The
+            // sum is below 2^24, so it is exact in f32, and a correctly
+            // rounded f32 root equals the f64 root rounded to f32 (f64 has
+            // more than 2·24 + 2 bits): the same value, sixteen lanes at a time.
+            out[i] = ((gx * gx + gy * gy) as f32).sqrt();
         }
     }
 }
@@ -129,9 +161,8 @@ pub fn spatial_information(full: &[i16], width: usize, height: usize) -> f64 {
 
 /// TI between two full-range packed frames of the same size.
 pub fn temporal_information(prev: &[i16], cur: &[i16]) -> f64 {
-    let mut diff = pool::take(cur.len().min(prev.len()));
-    differences(prev, cur, &mut diff);
-    let ti = std_f32(&diff);
-    pool::give(diff);
-    ti
+    let n = cur.len().min(prev.len());
+    let (prev, cur) = (&prev[..n], &cur[..n]);
+    let mean = sum_differences(prev, cur) as f64 / n as f64;
+    (sum_sq_dev_of_differences(prev, cur, mean) / n as f64).sqrt() as f32 as f64
 }

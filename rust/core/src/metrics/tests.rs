@@ -546,6 +546,15 @@ mod motion {
     }
 
     #[test]
+    fn sobel_root_in_f32_equals_the_filters_f64_root_for_every_magnitude() {
+        // Every value gx² + gy² can take on 8-bit input (|gx|, |gy| <= 1020).
+        for v in 0..=2 * 1020u32 * 1020 {
+            let filter = (v as f64).sqrt() as f32;
+            assert_eq!((v as f32).sqrt().to_bits(), filter.to_bits(), "{v}");
+        }
+    }
+
+    #[test]
     fn ti_is_the_std_of_the_difference() {
         let a = vec![10i16, 10, 10, 10];
         let b = vec![12i16, 8, 12, 8];
