@@ -155,25 +155,28 @@ multiversion! {
         let kx = k.min(p.width());
         let ky = k.min(p.height());
         let mut out = Image::for_writing(w, h);
-        let mut acc = vec![0u32; w];
+        // Column sums of the block row first (contiguous: vectorizes), then
+        // groups of `kx` columns: the same integer sums as block by block.
+        let cols = w * kx;
+        let mut acc = vec![0u32; cols];
         let norm = 1.0 / (kx * ky) as f32;
         for oy in 0..h {
             acc.iter_mut().for_each(|a| *a = 0);
             for dy in 0..ky {
-                let row = p.row(oy * ky + dy);
-                if kx == 1 {
-                    for (a, &v) in acc.iter_mut().zip(row) {
-                        *a += v as u32;
-                    }
-                } else {
-                    for (a, block) in acc.iter_mut().zip(row.chunks_exact(kx)) {
-                        *a += block.iter().map(|&v| v as u32).sum::<u32>();
-                    }
+                let row = &p.row(oy * ky + dy)[..cols];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v as u32;
                 }
             }
             let dst = &mut out.data[oy * w..(oy + 1) * w];
-            for (d, &a) in dst.iter_mut().zip(&acc) {
-                *d = a as f32 * norm;
+            if kx == 1 {
+                for (d, &a) in dst.iter_mut().zip(&acc) {
+                    *d = a as f32 * norm;
+                }
+            } else {
+                for (d, block) in dst.iter_mut().zip(acc.chunks_exact(kx)) {
+                    *d = block.iter().sum::<u32>() as f32 * norm;
+                }
             }
         }
         out
@@ -1092,35 +1095,179 @@ pub struct WarpCheck {
 /// `|f(x) + b(x + f(x))|² ≤ 0.01 (|f(x)|² + |b(x + f(x))|²) + 0.5`
 /// (Sundaram et al. 2010), and when `x + f(x)` lies inside the frame.
 pub fn warp_check(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> WarpCheck {
-    let (sum, n) = warp_sums(i0, i1, fwd, bwd);
     let (w, h) = (i0.width, i0.height);
+    for plane in [&i1.data, &fwd.u, &fwd.v, &bwd.u, &bwd.v] {
+        assert_eq!(plane.len(), w * h, "planes of one shape");
+    }
+    assert_eq!(i0.data.len(), w * h, "planes of one shape");
+    #[cfg(target_arch = "x86_64")]
+    let (sum, n) = if super::dispatch::isa() >= super::dispatch::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2; the planes hold w x h values (checked above).
+        unsafe { warp_avx::warp_sums(i0, i1, fwd, bwd) }
+    } else {
+        warp_sums(i0, i1, fwd, bwd)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (sum, n) = warp_sums(i0, i1, fwd, bwd);
     WarpCheck {
         warp_error: if n == 0 { f64::NAN } else { sum / n as f64 },
         consistent: n as f64 / (w * h) as f64,
     }
 }
 
-super::dispatch::multiversion! {
-    /// The sum of the warp errors over the consistent pixels, and their count.
-    fn warp_sums(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> (f64, usize) {
-        let (w, h) = (i0.width, i0.height);
-        let (mut sum, mut n) = (0.0f64, 0usize);
-        for y in 0..h {
-            for x in 0..w {
-                let o = y * w + x;
-                let (u, v) = (fwd.u[o], fwd.v[o]);
-                let (tx, ty) = (x as f32 + u, y as f32 + v);
-                if tx < 0.0 || ty < 0.0 || tx > (w - 1) as f32 || ty > (h - 1) as f32 {
-                    continue;
-                }
-                let ub = sample_slice(&bwd.u, w, h, tx, ty);
-                let vb = sample_slice(&bwd.v, w, h, tx, ty);
-                let (eu, ev) = (u + ub, v + vb);
-                if eu * eu + ev * ev > 0.01 * (u * u + v * v + ub * ub + vb * vb) + 0.5 {
-                    continue;
-                }
-                sum += (sample_slice(&i1.data, w, h, tx, ty) - i0.data[o]).abs() as f64;
+/// The warp error of pixel `(x, y)`, or None when it is not consistent.
+#[inline(always)]
+fn warp_pixel(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow, x: usize, y: usize) -> Option<f32> {
+    let (w, h) = (i0.width, i0.height);
+    let o = y * w + x;
+    let (u, v) = (fwd.u[o], fwd.v[o]);
+    let (tx, ty) = (x as f32 + u, y as f32 + v);
+    if tx < 0.0 || ty < 0.0 || tx > (w - 1) as f32 || ty > (h - 1) as f32 {
+        return None;
+    }
+    let ub = sample_slice(&bwd.u, w, h, tx, ty);
+    let vb = sample_slice(&bwd.v, w, h, tx, ty);
+    let (eu, ev) = (u + ub, v + vb);
+    if eu * eu + ev * ev > 0.01 * (u * u + v * v + ub * ub + vb * vb) + 0.5 {
+        return None;
+    }
+    Some((sample_slice(&i1.data, w, h, tx, ty) - i0.data[o]).abs())
+}
+
+/// The sum of the warp errors over the consistent pixels (in pixel order),
+/// and their count.
+fn warp_sums(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> (f64, usize) {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for y in 0..i0.height {
+        for x in 0..i0.width {
+            if let Some(e) = warp_pixel(i0, i1, fwd, bwd, x, y) {
+                sum += e as f64;
                 n += 1;
+            }
+        }
+    }
+    (sum, n)
+}
+
+/// The warp check eight pixels at a time with AVX2 gathers: the same f32
+/// operations per pixel as [`warp_pixel`] (no fused multiply-add), and the
+/// sum taken in pixel order, so the result is the same to the bit.
+#[cfg(target_arch = "x86_64")]
+mod warp_avx {
+    use super::{warp_pixel, Flow, Image};
+    use std::arch::x86_64::*;
+
+    /// Bilinear samples of `data` at the four corner indices, fractions `fx`, `fy`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn bilinear(data: *const f32, idx: [__m256i; 4], fx: __m256, fy: __m256) -> __m256 {
+        let p00 = _mm256_i32gather_ps::<4>(data, idx[0]);
+        let p01 = _mm256_i32gather_ps::<4>(data, idx[1]);
+        let p10 = _mm256_i32gather_ps::<4>(data, idx[2]);
+        let p11 = _mm256_i32gather_ps::<4>(data, idx[3]);
+        let a = _mm256_add_ps(p00, _mm256_mul_ps(_mm256_sub_ps(p01, p00), fx));
+        let b = _mm256_add_ps(p10, _mm256_mul_ps(_mm256_sub_ps(p11, p10), fx));
+        _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), fy))
+    }
+
+    /// See [`super::warp_sums`].
+    ///
+    /// # Safety
+    /// AVX2; every plane holds `width * height` values, fewer than 2^31.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn warp_sums(i0: &Image, i1: &Image, fwd: &Flow, bwd: &Flow) -> (f64, usize) {
+        let (w, h) = (i0.width, i0.height);
+        let zero = _mm256_setzero_ps();
+        let (xm, ym) = (
+            _mm256_set1_ps((w - 1) as f32),
+            _mm256_set1_ps((h - 1) as f32),
+        );
+        let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+        let stride = _mm256_set1_epi32(w as i32);
+        let one = _mm256_set1_epi32(1);
+        let (last_x, last_y) = (
+            _mm256_set1_epi32(w as i32 - 1),
+            _mm256_set1_epi32(h as i32 - 1),
+        );
+        let (tol, floor) = (_mm256_set1_ps(0.01), _mm256_set1_ps(0.5));
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let (mut sum, mut n) = (0.0f64, 0usize);
+        let mut errors = [0f32; 8];
+        for y in 0..h {
+            let yf = _mm256_set1_ps(y as f32);
+            let mut x = 0;
+            while x + 8 <= w {
+                let o = y * w + x;
+                let u = _mm256_loadu_ps(fwd.u.as_ptr().add(o));
+                let v = _mm256_loadu_ps(fwd.v.as_ptr().add(o));
+                let tx = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(x as f32), lanes), u);
+                let ty = _mm256_add_ps(yf, v);
+                let outside = _mm256_or_ps(
+                    _mm256_or_ps(
+                        _mm256_cmp_ps::<_CMP_LT_OQ>(tx, zero),
+                        _mm256_cmp_ps::<_CMP_LT_OQ>(ty, zero),
+                    ),
+                    _mm256_or_ps(
+                        _mm256_cmp_ps::<_CMP_GT_OQ>(tx, xm),
+                        _mm256_cmp_ps::<_CMP_GT_OQ>(ty, ym),
+                    ),
+                );
+                let inside = !_mm256_movemask_ps(outside) & 0xff;
+                if inside == 0 {
+                    x += 8;
+                    continue;
+                }
+                // A no-op for the pixels inside; for the others (NaN included,
+                // which max_ps turns into 0) it keeps every index in the plane.
+                let cx = _mm256_min_ps(_mm256_max_ps(tx, zero), xm);
+                let cy = _mm256_min_ps(_mm256_max_ps(ty, zero), ym);
+                let (x0, y0) = (_mm256_cvttps_epi32(cx), _mm256_cvttps_epi32(cy));
+                let fx = _mm256_sub_ps(cx, _mm256_cvtepi32_ps(x0));
+                let fy = _mm256_sub_ps(cy, _mm256_cvtepi32_ps(y0));
+                let x1 = _mm256_min_epi32(_mm256_add_epi32(x0, one), last_x);
+                let y1 = _mm256_min_epi32(_mm256_add_epi32(y0, one), last_y);
+                let (r0, r1) = (
+                    _mm256_mullo_epi32(y0, stride),
+                    _mm256_mullo_epi32(y1, stride),
+                );
+                let idx = [
+                    _mm256_add_epi32(r0, x0),
+                    _mm256_add_epi32(r0, x1),
+                    _mm256_add_epi32(r1, x0),
+                    _mm256_add_epi32(r1, x1),
+                ];
+                let ub = bilinear(bwd.u.as_ptr(), idx, fx, fy);
+                let vb = bilinear(bwd.v.as_ptr(), idx, fx, fy);
+                let (eu, ev) = (_mm256_add_ps(u, ub), _mm256_add_ps(v, vb));
+                let lhs = _mm256_add_ps(_mm256_mul_ps(eu, eu), _mm256_mul_ps(ev, ev));
+                let norms = _mm256_add_ps(
+                    _mm256_add_ps(
+                        _mm256_add_ps(_mm256_mul_ps(u, u), _mm256_mul_ps(v, v)),
+                        _mm256_mul_ps(ub, ub),
+                    ),
+                    _mm256_mul_ps(vb, vb),
+                );
+                let rhs = _mm256_add_ps(_mm256_mul_ps(tol, norms), floor);
+                let keep = inside & !_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
+                if keep != 0 {
+                    let warped = bilinear(i1.data.as_ptr(), idx, fx, fy);
+                    let target = _mm256_loadu_ps(i0.data.as_ptr().add(o));
+                    let e = _mm256_and_ps(_mm256_sub_ps(warped, target), abs);
+                    _mm256_storeu_ps(errors.as_mut_ptr(), e);
+                    for (k, &e) in errors.iter().enumerate() {
+                        if keep >> k & 1 == 1 {
+                            sum += e as f64;
+                            n += 1;
+                        }
+                    }
+                }
+                x += 8;
+            }
+            for x in x..w {
+                if let Some(e) = warp_pixel(i0, i1, fwd, bwd, x, y) {
+                    sum += e as f64;
+                    n += 1;
+                }
             }
         }
         (sum, n)
@@ -1137,6 +1284,60 @@ mod kernel_tests {
             *v = ((i * seed % 101) as f32) * 2.5;
         }
         img
+    }
+
+    /// The AVX2 warp check gives the portable one's sum and count to the bit,
+    /// with pixels whose target leaves the frame and inconsistent ones.
+    #[test]
+    fn simd_and_portable_warp_checks_agree_to_the_bit() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !is_x86_feature_detected!("avx2") {
+                return;
+            }
+            let mut counts = Vec::new();
+            for (w, h) in [(8, 8), (37, 23), (64, 9), (101, 40)] {
+                let (i0, i1) = (noise(w, h, 37), noise(w, h, 53));
+                let field = |seed: usize, scale: f32| -> Vec<f32> {
+                    (0..w * h)
+                        .map(|i| (((i * seed + 7) % 97) as f32 - 48.0) * scale)
+                        .collect()
+                };
+                for scale in [0.01f32, 0.07, 0.4] {
+                    let fwd = Flow {
+                        width: w,
+                        height: h,
+                        u: field(31, scale),
+                        v: field(17, scale),
+                    };
+                    // Mostly the opposite of the forward flow (consistent),
+                    // elsewhere not.
+                    let bwd = Flow {
+                        width: w,
+                        height: h,
+                        u: fwd
+                            .u
+                            .iter()
+                            .enumerate()
+                            .map(|(i, u)| if i % 5 == 0 { *u } else { -u })
+                            .collect(),
+                        v: fwd.v.iter().map(|v| -v * 1.01).collect(),
+                    };
+                    let portable = warp_sums(&i0, &i1, &fwd, &bwd);
+                    // SAFETY: AVX2 checked above; planes of w x h values.
+                    let simd = unsafe { warp_avx::warp_sums(&i0, &i1, &fwd, &bwd) };
+                    assert_eq!(portable.1, simd.1, "{w}x{h} {scale}");
+                    assert_eq!(portable.0.to_bits(), simd.0.to_bits(), "{w}x{h} {scale}");
+                    counts.push((portable.1, w * h));
+                }
+            }
+            // The cases hold consistent pixels and pixels that are not.
+            assert!(
+                counts.iter().any(|&(n, all)| n > all / 2 && n < all),
+                "{counts:?}"
+            );
+            assert!(counts.iter().any(|&(n, all)| n < all / 2), "{counts:?}");
+        }
     }
 
     /// The AVX2 kernels compute what the portable ones do (up to rounding),
