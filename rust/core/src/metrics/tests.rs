@@ -408,7 +408,7 @@ fn ssim_and_diff_equals_the_separate_kernels_on_any_size() {
 
 mod motion {
     use super::super::flow::{dense_flow, downscale, working_factor, FlowParams, Image};
-    use super::super::siti::{range_lut, spatial_information, temporal_information};
+    use super::super::siti::{range_lut, spatial_information, temporal_information, to_full_range};
     use super::super::{Config, FrameMetrics, Groups, Plane};
 
     /// Hash of a lattice point to 0..1.
@@ -551,6 +551,20 @@ mod motion {
         for v in 0..=2 * 1020u32 * 1020 {
             let filter = (v as f64).sqrt() as f32;
             assert_eq!((v as f32).sqrt().to_bits(), filter.to_bits(), "{v}");
+        }
+    }
+
+    #[test]
+    fn full_range_rows_equal_the_table_for_every_value() {
+        // Every 8-bit value, in a row long enough for the vector loop and its tail.
+        let values: Vec<u8> = (0..=255u8).chain(0..=255u8).chain(0..7).collect();
+        let plane = Plane::packed(&values, values.len(), 1).unwrap();
+        for full in [false, true] {
+            let lut = range_lut(full);
+            let mut out = Vec::new();
+            to_full_range(plane, full, &mut out);
+            let expected: Vec<i16> = values.iter().map(|&v| lut[v as usize] as i16).collect();
+            assert_eq!(out, expected, "full range {full}");
         }
     }
 
