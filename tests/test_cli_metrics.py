@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +220,36 @@ def test_motion_group_gives_flow_siti_and_dynamic_degree(tmp_path: Path) -> None
     assert [f["si"] for f in frames] == pytest.approx([r["si"] for r in acc.frames()])
     code, out, _ = run(str(pan), "-m", "motion")
     assert code == 0 and "dynamic_degree" in out and "motion_mean" in out
+
+
+def test_the_executable_writes_everything_before_its_quick_exit(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
+    # The real process (which skips the interpreter's teardown after `metrics`)
+    # prints and writes what the in-process command does, and exits 0.
+    args = [str(videos["video"]), "-r", str(videos["reference"])]
+    code, expected, _ = run(*args, "--json")
+    assert code == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "reelbench", "metrics", *args, "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(expected)
+
+    out = tmp_path / "frames.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reelbench", "metrics", *args, "--format", "csv", "-o", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    code, table, _ = run(*args, "--format", "csv")
+    assert out.read_text() == table
+    assert "ssim_ref" in proc.stdout  # the summary still reaches the terminal
+
+    # A failure keeps its usual exit code and message.
+    proc = subprocess.run(
+        [sys.executable, "-m", "reelbench", "metrics", str(tmp_path / "missing.mp4")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "missing.mp4" in proc.stderr

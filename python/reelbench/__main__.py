@@ -1,5 +1,5 @@
 """``python -m reelbench``: the command line."""
 
-from reelbench.cli import main
+from reelbench.cli import entry
 
-main()
+entry()

@@ -16,13 +16,16 @@ commands that print data take ``--json``. Exit codes: 0 success, 1 failures
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 from typing import Any
 
 import click
 
 from reelbench import __version__
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "entry", "main"]
 
 #: name -> (module, attribute, one-line summary shown by ``reelbench --help``).
 #: The summary is the command's own first docstring line (a test checks it).
@@ -159,3 +162,27 @@ def main() -> None:
       reelbench serve                        watch, compare and judge in a browser
       reelbench providers                    what each provider needs (API keys...)
     """
+
+
+def entry() -> None:
+    """The ``reelbench`` executable: :func:`main`, then a quick exit where a command asked.
+
+    A command that called :func:`reelbench.cli.options.exit_quickly` and ended
+    with an exit code leaves with ``os._exit`` once stdout, stderr and the
+    logging handlers are flushed, skipping the interpreter's teardown.
+    """
+    from reelbench.cli.options import wants_quick_exit
+
+    try:
+        main.main(prog_name="reelbench")
+    except SystemExit as exc:
+        code = exc.code
+        if not wants_quick_exit() or not (code is None or isinstance(code, int)):
+            raise
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            raise exc from None  # a closed pipe: let the usual exit report it
+        logging.shutdown()
+        os._exit(code or 0)

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from reelbench.cli.options import BadInput
+from reelbench.cli.options import BadInput, exit_quickly
 
 if TYPE_CHECKING:
     from reelbench.metrics import MeasuredVideo
@@ -260,6 +260,9 @@ def metrics_command(
     if output is not None and fmt != "table":
         _print_summaries(results)
     sys.stdout.flush()
+    if not plugins:
+        # Everything is written; a plugin's own clean-up (if any) still runs.
+        exit_quickly()
 
 
 def _check_plugins(names: tuple[str, ...]) -> None:
