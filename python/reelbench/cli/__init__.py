@@ -167,11 +167,11 @@ def main() -> None:
 def entry() -> None:
     """The ``reelbench`` executable: :func:`main`, then a quick exit where a command asked.
 
-    A command that called :func:`reelbench.cli.options.exit_quickly` and ended
+    A command that called :func:`reelbench.cli.quick_exit.exit_quickly` and ended
     with an exit code leaves with ``os._exit`` once stdout, stderr and the
     logging handlers are flushed, skipping the interpreter's teardown.
     """
-    from reelbench.cli.options import wants_quick_exit
+    from reelbench.cli.quick_exit import wants_quick_exit
 
     try:
         main.main(prog_name="reelbench")

@@ -11,7 +11,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from reelbench.cli.options import BadInput, exit_quickly
+from reelbench.cli.options import BadInput
+from reelbench.cli.quick_exit import exit_quickly
 
 if TYPE_CHECKING:
     from reelbench.metrics import MeasuredVideo

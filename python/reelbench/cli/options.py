@@ -33,11 +33,9 @@ __all__ = [
     "check_provider_keys",
     "console",
     "db_option",
-    "exit_quickly",
     "json_option",
     "no_cache_option",
     "open_db",
-    "wants_quick_exit",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -189,24 +187,3 @@ def short_db_error(exc: BaseException, db_url: str | None = None) -> str:
         if password:
             line = line.replace(str(password), "***")
     return line
-
-
-_quick_exit = False
-
-
-def exit_quickly() -> None:
-    """Let the ``reelbench`` process skip the interpreter's teardown after this command.
-
-    For short commands whose output is written and flushed (``metrics``):
-    tearing down the imported extension modules (PyAV's above all) costs about
-    20 ms, a twentieth of a 720p ``metrics`` call. Only the executable's entry
-    point acts on it (see :func:`reelbench.cli.entry`); a command invoked in
-    process (click's test runner, a script) is not affected.
-    """
-    global _quick_exit
-    _quick_exit = True
-
-
-def wants_quick_exit() -> bool:
-    """True once the running command called :func:`exit_quickly`."""
-    return _quick_exit
